@@ -1,0 +1,329 @@
+//! Time, injected.
+//!
+//! Every policy in this crate reads time through a [`Clock`] instead of calling
+//! `Instant::now()` itself. That is what makes the policies testable: a test hands a
+//! [`ManualClock`] to a limiter or a breaker and moves time forward with
+//! [`ManualClock::advance`], so a one-minute window or a sixty-second open breaker is
+//! crossed in a microsecond, deterministically, with no sleeping.
+//!
+//! Three clocks ship:
+//!
+//! * [`MonotonicClock`] — the process's monotonic clock (`std::time::Instant`). The default.
+//! * [`TokioClock`] — `tokio::time::Instant`, so that under `#[tokio::test(start_paused = true)]`
+//!   policies see tokio's paused, auto-advancing time. Use it when the code under test
+//!   sleeps (retry backoff, waiting for a rate-limit slot).
+//! * [`ManualClock`] — time that moves only when told to.
+//!
+//! Time is a [`Nanos`]: nanoseconds since the clock's own origin. It is monotonic and
+//! only meaningful relative to other readings of the same clock.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::{Add, AddAssign};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// A point in time: nanoseconds since the origin of the clock that produced it.
+///
+/// A `u64` of nanoseconds covers 584 years, so arithmetic saturates instead of wrapping.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Nanos(u64);
+
+impl Nanos {
+    /// The clock's origin.
+    pub const ZERO: Nanos = Nanos(0);
+
+    /// A reading of `nanos` nanoseconds after the origin.
+    pub const fn new(nanos: u64) -> Self {
+        Nanos(nanos)
+    }
+
+    /// A reading `duration` after the origin (saturating at `u64::MAX` nanoseconds).
+    pub fn from_duration(duration: Duration) -> Self {
+        Nanos(duration_to_nanos(duration))
+    }
+
+    /// Nanoseconds since the origin.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The time elapsed since the origin, as a [`Duration`].
+    pub const fn as_duration(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
+    /// How long after `earlier` this reading is; zero if it is not later.
+    pub const fn saturating_duration_since(self, earlier: Nanos) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// This reading moved back by `duration`, stopping at the origin.
+    pub fn saturating_sub(self, duration: Duration) -> Nanos {
+        Nanos(self.0.saturating_sub(duration_to_nanos(duration)))
+    }
+}
+
+impl fmt::Debug for Nanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_duration())
+    }
+}
+
+impl Add<Duration> for Nanos {
+    type Output = Nanos;
+    fn add(self, rhs: Duration) -> Nanos {
+        Nanos(self.0.saturating_add(duration_to_nanos(rhs)))
+    }
+}
+
+impl AddAssign<Duration> for Nanos {
+    fn add_assign(&mut self, rhs: Duration) {
+        *self = *self + rhs;
+    }
+}
+
+/// A `Duration` as whole nanoseconds, saturating at `u64::MAX`.
+pub(crate) fn duration_to_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A boxed future that completes at a deadline; returned by [`Clock::sleep_until`].
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A source of monotonic time, and a way to wait for it.
+///
+/// Policies take a clock by injection (`with_clock`); the clock is shared, so
+/// implementations are cheap to clone (usually an `Arc` inside).
+pub trait Clock: fmt::Debug + Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> Nanos;
+
+    /// A future that completes once [`now`](Clock::now) has reached `deadline`.
+    ///
+    /// Only the slow paths use it (backoff between retries, waiting for a rate-limit
+    /// slot), so the allocation it costs does not matter.
+    fn sleep_until(&self, deadline: Nanos) -> Sleep;
+
+    /// A future that completes after `duration` has passed on this clock.
+    fn sleep(&self, duration: Duration) -> Sleep {
+        self.sleep_until(self.now() + duration)
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Nanos {
+        (**self).now()
+    }
+    fn sleep_until(&self, deadline: Nanos) -> Sleep {
+        (**self).sleep_until(deadline)
+    }
+}
+
+fn process_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The process's monotonic clock (`std::time::Instant`). Sleeps with tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Nanos {
+        Nanos(duration_to_nanos(process_origin().elapsed()))
+    }
+
+    fn sleep_until(&self, deadline: Nanos) -> Sleep {
+        let wait = deadline.saturating_duration_since(self.now());
+        Box::pin(tokio::time::sleep(wait))
+    }
+}
+
+/// tokio's clock (`tokio::time::Instant`): follows paused and advanced time in tests.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock whose origin is now. Under paused time, build it inside the runtime.
+    pub fn new() -> Self {
+        TokioClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Nanos {
+        Nanos(duration_to_nanos(self.origin.elapsed()))
+    }
+
+    fn sleep_until(&self, deadline: Nanos) -> Sleep {
+        Box::pin(tokio::time::sleep_until(self.origin + deadline.as_duration()))
+    }
+}
+
+/// A clock that moves only when a test tells it to.
+///
+/// Clones share the same time. [`sleep_until`](Clock::sleep_until) returns a future
+/// that completes when [`advance`](ManualClock::advance) or [`set`](ManualClock::set)
+/// moves the time to or past its deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use httpower_core::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new();
+/// let start = clock.now();
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(clock.now().saturating_duration_since(start), Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    inner: Arc<ManualInner>,
+}
+
+#[derive(Debug, Default)]
+struct ManualInner {
+    now: AtomicU64,
+    sleepers: Mutex<Vec<(u64, Waker)>>,
+}
+
+impl ManualClock {
+    /// A clock at its origin.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A clock starting at `start`.
+    pub fn starting_at(start: Nanos) -> Self {
+        let clock = Self::default();
+        clock.inner.now.store(start.0, Ordering::SeqCst);
+        clock
+    }
+
+    /// Moves time forward by `duration` and wakes the sleepers that became due.
+    pub fn advance(&self, duration: Duration) {
+        let step = duration_to_nanos(duration);
+        let now = self.inner.now.fetch_add(step, Ordering::SeqCst) + step;
+        self.wake_due(now);
+    }
+
+    /// Sets the time to `to`. Time never moves backwards: an earlier value is ignored.
+    pub fn set(&self, to: Nanos) {
+        let now = self.inner.now.fetch_max(to.0, Ordering::SeqCst).max(to.0);
+        self.wake_due(now);
+    }
+
+    fn wake_due(&self, now: u64) {
+        let due: Vec<Waker> = {
+            let mut sleepers = self.inner.sleepers.lock();
+            let mut due = Vec::new();
+            sleepers.retain(|(deadline, waker)| {
+                if *deadline <= now {
+                    due.push(waker.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            due
+        };
+        due.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Nanos {
+        Nanos(self.inner.now.load(Ordering::SeqCst))
+    }
+
+    fn sleep_until(&self, deadline: Nanos) -> Sleep {
+        Box::pin(ManualSleep {
+            inner: Arc::clone(&self.inner),
+            deadline: deadline.0,
+        })
+    }
+}
+
+struct ManualSleep {
+    inner: Arc<ManualInner>,
+    deadline: u64,
+}
+
+impl Future for ManualSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.inner.now.load(Ordering::SeqCst) >= self.deadline {
+            return Poll::Ready(());
+        }
+        let mut sleepers = self.inner.sleepers.lock();
+        // Check again under the lock: `advance` may have run since the first load.
+        if self.inner.now.load(Ordering::SeqCst) >= self.deadline {
+            return Poll::Ready(());
+        }
+        sleepers.push((self.deadline, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new();
+        assert_eq!(clock.now(), Nanos::ZERO);
+        clock.advance(Duration::from_millis(1500));
+        assert_eq!(clock.now(), Nanos::new(1_500_000_000));
+        clock.set(Nanos::new(10));
+        assert_eq!(clock.now(), Nanos::new(1_500_000_000), "time never goes back");
+    }
+
+    #[tokio::test]
+    async fn manual_sleep_completes_on_advance() {
+        let clock = ManualClock::new();
+        let sleeper = clock.clone();
+        let task = tokio::spawn(async move { sleeper.sleep(Duration::from_secs(5)).await });
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished());
+        clock.advance(Duration::from_secs(4));
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished());
+        clock.advance(Duration::from_secs(1));
+        assert!(task.await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let clock = TokioClock::new();
+        let before = clock.now();
+        clock.sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            clock.now().saturating_duration_since(before),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn nanos_saturates() {
+        let far = Nanos::new(u64::MAX - 1) + Duration::from_secs(1);
+        assert_eq!(far.as_u64(), u64::MAX);
+        assert_eq!(Nanos::ZERO.saturating_sub(Duration::from_secs(1)), Nanos::ZERO);
+    }
+}

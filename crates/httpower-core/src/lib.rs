@@ -1,0 +1,4 @@
+//! Transport-agnostic resilience policies.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod clock;
