@@ -172,7 +172,9 @@ impl Clock for TokioClock {
     }
 
     fn sleep_until(&self, deadline: Nanos) -> Sleep {
-        Box::pin(tokio::time::sleep_until(self.origin + deadline.as_duration()))
+        Box::pin(tokio::time::sleep_until(
+            self.origin + deadline.as_duration(),
+        ))
     }
 }
 
@@ -292,7 +294,11 @@ mod tests {
         clock.advance(Duration::from_millis(1500));
         assert_eq!(clock.now(), Nanos::new(1_500_000_000));
         clock.set(Nanos::new(10));
-        assert_eq!(clock.now(), Nanos::new(1_500_000_000), "time never goes back");
+        assert_eq!(
+            clock.now(),
+            Nanos::new(1_500_000_000),
+            "time never goes back"
+        );
     }
 
     #[tokio::test]
@@ -324,6 +330,9 @@ mod tests {
     fn nanos_saturates() {
         let far = Nanos::new(u64::MAX - 1) + Duration::from_secs(1);
         assert_eq!(far.as_u64(), u64::MAX);
-        assert_eq!(Nanos::ZERO.saturating_sub(Duration::from_secs(1)), Nanos::ZERO);
+        assert_eq!(
+            Nanos::ZERO.saturating_sub(Duration::from_secs(1)),
+            Nanos::ZERO
+        );
     }
 }

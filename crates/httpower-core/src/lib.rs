@@ -2,3 +2,5 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod clock;
+pub mod rate;
+pub mod store;

@@ -1,0 +1,389 @@
+//! The bounded, sharded map of per-key state shared by every in-memory limiter.
+//!
+//! One map serves the keyed [`RateLimiter`](super::RateLimiter), the
+//! [`ConcurrencyLimiter`](super::ConcurrencyLimiter) and the
+//! [`MemoryStore`](crate::store::MemoryStore).
+//!
+//! * **Sharded**: the key's hash picks one of N mutex-protected tables, so threads
+//!   touching different keys rarely meet on a lock. The hash is computed once and reused
+//!   for the table lookup.
+//! * **Bounded**: each shard holds at most `max_keys / N` entries, so the map never holds
+//!   more than `max_keys`, however many distinct keys arrive.
+//! * **Self-cleaning without a task**: inserting into a full shard first sweeps it —
+//!   dropping entries whose state is back to "fresh" (lossless) or that have been idle
+//!   longer than `idle_timeout` — and, if the shard is still full, evicts the
+//!   least-recently-used of a small sample. A periodic [`sweep`](KeyedStates::sweep) is
+//!   optional.
+//!
+//! Evicting an entry that is not fresh forgets its history (the key starts over with a
+//! full quota). That only happens to keys idle for `idle_timeout`, or under capacity
+//! pressure to the coldest sampled key: the price of a hard memory bound.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hashbrown::{Equivalent, HashTable};
+use parking_lot::Mutex;
+
+use crate::clock::{duration_to_nanos, Nanos};
+
+/// Sizing and eviction settings for an in-memory keyed limiter or store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedConfig {
+    /// The most keys held at once (default 100,000).
+    pub max_keys: usize,
+    /// Keys untouched this long are dropped when their shard is swept (default 300 s).
+    pub idle_timeout: Duration,
+    /// Number of shards, rounded to a power of two (default: 16 × available cores, at
+    /// most 256, never more than `max_keys`).
+    pub shards: usize,
+}
+
+impl Default for KeyedConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        KeyedConfig {
+            max_keys: 100_000,
+            idle_timeout: Duration::from_secs(300),
+            shards: (cores * 16).min(256),
+        }
+    }
+}
+
+impl KeyedConfig {
+    /// The default settings with a different key bound.
+    pub fn with_max_keys(max_keys: usize) -> Self {
+        KeyedConfig {
+            max_keys,
+            ..Self::default()
+        }
+    }
+}
+
+/// How a map decides which entries it may drop.
+pub(crate) trait Reclaim<S> {
+    /// The state is equivalent to a key never seen: dropping it loses nothing.
+    fn reclaimable(&self, state: &S, now: Nanos) -> bool;
+    /// The state must not be dropped at all (it tracks permits still held).
+    fn pinned(&self, _state: &S) -> bool {
+        false
+    }
+}
+
+struct Entry<K, S> {
+    key: K,
+    state: S,
+    last_seen: u64,
+}
+
+struct Shard<K, S> {
+    table: HashTable<Entry<K, S>>,
+    last_sweep: u64,
+}
+
+/// How many entries are looked at to pick a victim when a shard is full and nothing is
+/// reclaimable.
+const EVICTION_SAMPLE: usize = 8;
+
+/// The sharded, bounded map. See the module docs.
+pub(crate) struct KeyedStates<K, S> {
+    shards: Box<[Mutex<Shard<K, S>>]>,
+    shard_shift: u32,
+    shard_mask: u64,
+    per_shard: usize,
+    idle_nanos: u64,
+    sweep_every: u64,
+    hasher: foldhash::fast::RandomState,
+    len: AtomicUsize,
+}
+
+impl<K, S> fmt::Debug for KeyedStates<K, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedStates")
+            .field("shards", &self.shards.len())
+            .field("per_shard", &self.per_shard)
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq, S> KeyedStates<K, S> {
+    pub(crate) fn new(config: KeyedConfig) -> Self {
+        let max_keys = config.max_keys.max(1);
+        let wanted = config.shards.clamp(1, 1 << 16).min(max_keys);
+        // Largest power of two not above `wanted`, so the per-shard bound × shards ≤ max.
+        let shards = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        let idle_nanos = duration_to_nanos(config.idle_timeout).max(1);
+        KeyedStates {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        table: HashTable::new(),
+                        last_sweep: 0,
+                    })
+                })
+                .collect(),
+            // Bits 40.. pick the shard; the table itself uses the low bits and the top 7.
+            shard_shift: 40,
+            shard_mask: (shards as u64) - 1,
+            per_shard: max_keys / shards,
+            idle_nanos,
+            sweep_every: (idle_nanos / 4).max(1),
+            hasher: foldhash::fast::RandomState::default(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Entries held now.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// The largest number of entries the map can hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.per_shard * self.shards.len()
+    }
+
+    fn shard_of(&self, hash: u64) -> &Mutex<Shard<K, S>> {
+        // The mask keeps the index below the shard count, which is a usize.
+        let index = ((hash >> self.shard_shift) & self.shard_mask) as usize;
+        &self.shards[index]
+    }
+
+    /// Runs `f` on the state of `key`, creating a default state if the key is new.
+    ///
+    /// Returns `None` only when the key is new, its shard is full and every entry in it
+    /// is pinned.
+    pub(crate) fn with_state<Q, R>(
+        &self,
+        key: &Q,
+        now: Nanos,
+        reclaim: &impl Reclaim<S>,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Option<R>
+    where
+        Q: Hash + Equivalent<K> + ToOwnedKey<K> + ?Sized,
+        S: Default,
+    {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard_of(hash).lock();
+        let now_raw = now.as_u64();
+        if let Some(entry) = shard.table.find_mut(hash, |e| key.equivalent(&e.key)) {
+            entry.last_seen = now_raw;
+            return Some(f(&mut entry.state));
+        }
+        if shard.table.len() >= self.per_shard && !self.make_room(&mut shard, now, reclaim) {
+            return None;
+        }
+        let mut state = S::default();
+        let result = f(&mut state);
+        let hasher = &self.hasher;
+        shard.table.insert_unique(
+            hash,
+            Entry {
+                key: key.to_owned_key(),
+                state,
+                last_seen: now_raw,
+            },
+            |e| hasher.hash_one(&e.key),
+        );
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Some(result)
+    }
+
+    /// Runs `f` once with copies of the states of all `keys` (created when new) and
+    /// writes the copies back, holding every shard involved throughout, so the caller
+    /// sees and changes them atomically. Shards are locked in index order, so concurrent
+    /// callers cannot deadlock. A key whose shard is full of pinned entries gets `None`.
+    pub(crate) fn with_many<Q, R>(
+        &self,
+        keys: &[&Q],
+        now: Nanos,
+        reclaim: &impl Reclaim<S>,
+        f: impl FnOnce(&mut [Option<S>]) -> R,
+    ) -> R
+    where
+        Q: Hash + Equivalent<K> + ToOwnedKey<K> + ?Sized,
+        S: Default + Clone,
+    {
+        let hashes: Vec<u64> = keys.iter().map(|k| self.hasher.hash_one(k)).collect();
+        let index_of = |hash: u64| ((hash >> self.shard_shift) & self.shard_mask) as usize;
+        let mut order: Vec<usize> = hashes.iter().map(|h| index_of(*h)).collect();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<_> = order.iter().map(|i| (*i, self.shards[*i].lock())).collect();
+        let now_raw = now.as_u64();
+        let mut states: Vec<Option<S>> = Vec::with_capacity(keys.len());
+        for (key, hash) in keys.iter().zip(&hashes) {
+            let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index_of(*hash)) else {
+                states.push(None);
+                continue;
+            };
+            if let Some(entry) = shard.table.find_mut(*hash, |e| key.equivalent(&e.key)) {
+                entry.last_seen = now_raw;
+                states.push(Some(entry.state.clone()));
+                continue;
+            }
+            if shard.table.len() >= self.per_shard && !self.make_room(shard, now, reclaim) {
+                states.push(None);
+                continue;
+            }
+            let hasher = &self.hasher;
+            shard.table.insert_unique(
+                *hash,
+                Entry {
+                    key: (*key).to_owned_key(),
+                    state: S::default(),
+                    last_seen: now_raw,
+                },
+                |e| hasher.hash_one(&e.key),
+            );
+            self.len.fetch_add(1, Ordering::Relaxed);
+            states.push(Some(S::default()));
+        }
+        let result = f(&mut states);
+        for ((key, hash), state) in keys.iter().zip(&hashes).zip(states) {
+            let Some(state) = state else { continue };
+            if let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index_of(*hash)) {
+                if let Some(entry) = shard.table.find_mut(*hash, |e| key.equivalent(&e.key)) {
+                    entry.state = state;
+                }
+            }
+        }
+        result
+    }
+
+    /// Runs `f` on the state of `key` if the key is held; never inserts.
+    pub(crate) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&mut S) -> R) -> Option<R>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard_of(hash).lock();
+        shard
+            .table
+            .find_mut(hash, |e| key.equivalent(&e.key))
+            .map(|e| f(&mut e.state))
+    }
+
+    /// Runs `f` on the state of `key` if held, and removes the entry when `f` returns
+    /// true — both under one lock. Returns whether the key was held.
+    pub(crate) fn update_or_remove<Q>(&self, key: &Q, f: impl FnOnce(&mut S) -> bool) -> bool
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard_of(hash).lock();
+        match shard.table.find_entry(hash, |e| key.equivalent(&e.key)) {
+            Ok(mut entry) => {
+                if f(&mut entry.get_mut().state) {
+                    entry.remove();
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes `key`; returns whether it was held.
+    pub(crate) fn remove<Q>(&self, key: &Q) -> bool
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard_of(hash).lock();
+        match shard.table.find_entry(hash, |e| key.equivalent(&e.key)) {
+            Ok(entry) => {
+                entry.remove();
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes every entry for which `drop_it` says so.
+    pub(crate) fn remove_where(&self, mut drop_it: impl FnMut(&K, &S) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let before = shard.table.len();
+            shard.table.retain(|e| !drop_it(&e.key, &e.state));
+            removed += before - shard.table.len();
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// Drops every reclaimable or idle entry in every shard; returns how many.
+    pub(crate) fn sweep(&self, now: Nanos, reclaim: &impl Reclaim<S>) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| self.sweep_shard(&mut shard.lock(), now, reclaim))
+            .sum()
+    }
+
+    fn sweep_shard(&self, shard: &mut Shard<K, S>, now: Nanos, reclaim: &impl Reclaim<S>) -> usize {
+        let now_raw = now.as_u64();
+        let idle = self.idle_nanos;
+        let before = shard.table.len();
+        shard.table.retain(|e| {
+            reclaim.pinned(&e.state)
+                || !(reclaim.reclaimable(&e.state, now)
+                    || now_raw.saturating_sub(e.last_seen) >= idle)
+        });
+        shard.last_sweep = now_raw;
+        let removed = before - shard.table.len();
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// Frees one slot in a full shard. Returns false if every entry is pinned.
+    fn make_room(&self, shard: &mut Shard<K, S>, now: Nanos, reclaim: &impl Reclaim<S>) -> bool {
+        let now_raw = now.as_u64();
+        if now_raw.saturating_sub(shard.last_sweep) >= self.sweep_every || shard.last_sweep == 0 {
+            self.sweep_shard(shard, now, reclaim);
+            if shard.table.len() < self.per_shard {
+                return true;
+            }
+        }
+        // Sample a few entries and evict the least recently used unpinned one. The
+        // table's iteration order follows hash bits, so the sample is unrelated to key
+        // order and an attacker cannot steer which keys are evicted.
+        let victim = shard
+            .table
+            .iter()
+            .filter(|e| !reclaim.pinned(&e.state))
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|e| e.last_seen)
+            .map(|e| (self.hasher.hash_one(&e.key), e.last_seen));
+        let Some((victim_hash, victim_seen)) = victim else {
+            return false;
+        };
+        // Any unpinned entry on the victim's probe path with the same age will do.
+        match shard.table.find_entry(victim_hash, |e| {
+            e.last_seen == victim_seen && !reclaim.pinned(&e.state)
+        }) {
+            Ok(entry) => {
+                entry.remove();
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Turns a borrowed lookup key into the owned key stored in the map.
+pub(crate) trait ToOwnedKey<K> {
+    fn to_owned_key(&self) -> K;
+}
+
+impl<K: Clone> ToOwnedKey<K> for K {
+    fn to_owned_key(&self) -> K {
+        self.clone()
+    }
+}
