@@ -39,8 +39,15 @@ struct Inner<K, C> {
 struct InFlight;
 
 impl Reclaim<u32> for InFlight {
-    fn reclaimable(&self, in_flight: &u32, _now: Nanos) -> bool {
-        *in_flight == 0
+    fn expires_at(&self, in_flight: &u32) -> Nanos {
+        if *in_flight == 0 {
+            Nanos::ZERO
+        } else {
+            Nanos::new(u64::MAX)
+        }
+    }
+    fn last_active(&self, _in_flight: &u32) -> Nanos {
+        Nanos::new(u64::MAX)
     }
     fn pinned(&self, in_flight: &u32) -> bool {
         *in_flight > 0

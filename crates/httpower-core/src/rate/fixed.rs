@@ -91,4 +91,8 @@ impl Algorithm for FixedWindow {
             Nanos::new((state.window + 1).saturating_mul(self.quota.window_nanos()))
         }
     }
+
+    fn last_active(&self, state: &FixedWindowState) -> Nanos {
+        Nanos::new(state.window.saturating_mul(self.quota.window_nanos()))
+    }
 }

@@ -101,4 +101,10 @@ impl Algorithm for Gcra {
     fn expires_at(&self, state: &GcraState) -> Nanos {
         Nanos::new(state.tat)
     }
+
+    fn last_active(&self, state: &GcraState) -> Nanos {
+        // An admission at `a` leaves TAT ≤ a + burst × T.
+        let capacity = self.quota.interval_nanos() * u64::from(self.limit());
+        Nanos::new(state.tat.saturating_sub(capacity))
+    }
 }

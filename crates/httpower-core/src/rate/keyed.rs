@@ -10,9 +10,11 @@
 //! * **Bounded**: each shard holds at most `max_keys / N` entries, so the map never holds
 //!   more than `max_keys`, however many distinct keys arrive.
 //! * **Self-cleaning without a task**: inserting into a full shard first sweeps it —
-//!   dropping entries whose state is back to "fresh" (lossless) or that have been idle
-//!   longer than `idle_timeout` — and, if the shard is still full, evicts the
-//!   least-recently-used of a small sample. A periodic [`sweep`](KeyedStates::sweep) is
+//!   dropping entries whose state is back to "fresh" (lossless) or whose last admitted
+//!   request is older than `idle_timeout` — and, if the shard is still full, evicts the
+//!   sampled entry closest to a full quota.
+//! * **Small**: an entry is the key and the algorithm's state, nothing else (16 bytes
+//!   for a `u64` key and GCRA), because the state itself tells when it expires. A periodic [`sweep`](KeyedStates::sweep) is
 //!   optional.
 //!
 //! Evicting an entry that is not fresh forgets its history (the key starts over with a
@@ -64,8 +66,11 @@ impl KeyedConfig {
 
 /// How a map decides which entries it may drop.
 pub(crate) trait Reclaim<S> {
-    /// The state is equivalent to a key never seen: dropping it loses nothing.
-    fn reclaimable(&self, state: &S, now: Nanos) -> bool;
+    /// From this instant the state is equivalent to a key never seen: dropping it then
+    /// loses nothing.
+    fn expires_at(&self, state: &S) -> Nanos;
+    /// A lower bound of the key's last admitted request, for idle eviction.
+    fn last_active(&self, state: &S) -> Nanos;
     /// The state must not be dropped at all (it tracks permits still held).
     fn pinned(&self, _state: &S) -> bool {
         false
@@ -75,12 +80,11 @@ pub(crate) trait Reclaim<S> {
 struct Entry<K, S> {
     key: K,
     state: S,
-    last_seen: u64,
 }
 
 struct Shard<K, S> {
     table: HashTable<Entry<K, S>>,
-    last_sweep: u64,
+    last_sweep: Option<u64>,
 }
 
 /// How many entries are looked at to pick a victim when a shard is full and nothing is
@@ -121,7 +125,7 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
                 .map(|_| {
                     Mutex::new(Shard {
                         table: HashTable::new(),
-                        last_sweep: 0,
+                        last_sweep: None,
                     })
                 })
                 .collect(),
@@ -144,6 +148,16 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
     /// The largest number of entries the map can hold.
     pub(crate) fn capacity(&self) -> usize {
         self.per_shard * self.shards.len()
+    }
+
+    /// Bytes held by the tables themselves (entries inline, control bytes, spare room);
+    /// heap data a key or state points to is not included.
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().table.allocation_size())
+            .sum::<usize>()
+            + size_of_val(&*self.shards)
     }
 
     fn shard_of(&self, hash: u64) -> &Mutex<Shard<K, S>> {
@@ -169,9 +183,7 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
     {
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard_of(hash).lock();
-        let now_raw = now.as_u64();
         if let Some(entry) = shard.table.find_mut(hash, |e| key.equivalent(&e.key)) {
-            entry.last_seen = now_raw;
             return Some(f(&mut entry.state));
         }
         if shard.table.len() >= self.per_shard && !self.make_room(&mut shard, now, reclaim) {
@@ -185,7 +197,6 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
             Entry {
                 key: key.to_owned_key(),
                 state,
-                last_seen: now_raw,
             },
             |e| hasher.hash_one(&e.key),
         );
@@ -214,7 +225,6 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
         order.sort_unstable();
         order.dedup();
         let mut guards: Vec<_> = order.iter().map(|i| (*i, self.shards[*i].lock())).collect();
-        let now_raw = now.as_u64();
         let mut states: Vec<Option<S>> = Vec::with_capacity(keys.len());
         for (key, hash) in keys.iter().zip(&hashes) {
             let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index_of(*hash)) else {
@@ -222,7 +232,6 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
                 continue;
             };
             if let Some(entry) = shard.table.find_mut(*hash, |e| key.equivalent(&e.key)) {
-                entry.last_seen = now_raw;
                 states.push(Some(entry.state.clone()));
                 continue;
             }
@@ -236,7 +245,6 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
                 Entry {
                     key: (*key).to_owned_key(),
                     state: S::default(),
-                    last_seen: now_raw,
                 },
                 |e| hasher.hash_one(&e.key),
             );
@@ -332,10 +340,10 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
         let before = shard.table.len();
         shard.table.retain(|e| {
             reclaim.pinned(&e.state)
-                || !(reclaim.reclaimable(&e.state, now)
-                    || now_raw.saturating_sub(e.last_seen) >= idle)
+                || !(reclaim.expires_at(&e.state) <= now
+                    || now_raw.saturating_sub(reclaim.last_active(&e.state).as_u64()) >= idle)
         });
-        shard.last_sweep = now_raw;
+        shard.last_sweep = Some(now_raw);
         let removed = before - shard.table.len();
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
@@ -344,13 +352,17 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
     /// Frees one slot in a full shard. Returns false if every entry is pinned.
     fn make_room(&self, shard: &mut Shard<K, S>, now: Nanos, reclaim: &impl Reclaim<S>) -> bool {
         let now_raw = now.as_u64();
-        if now_raw.saturating_sub(shard.last_sweep) >= self.sweep_every || shard.last_sweep == 0 {
+        let sweep_due = shard
+            .last_sweep
+            .is_none_or(|last| now_raw.saturating_sub(last) >= self.sweep_every);
+        if sweep_due {
             self.sweep_shard(shard, now, reclaim);
             if shard.table.len() < self.per_shard {
                 return true;
             }
         }
-        // Sample a few entries and evict the least recently used unpinned one. The
+        // Sample a few entries and evict the unpinned one closest to a full quota, whose
+        // loss forgives the least. The
         // table's iteration order follows hash bits, so the sample is unrelated to key
         // order and an attacker cannot steer which keys are evicted.
         let victim = shard
@@ -358,14 +370,14 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
             .iter()
             .filter(|e| !reclaim.pinned(&e.state))
             .take(EVICTION_SAMPLE)
-            .min_by_key(|e| e.last_seen)
-            .map(|e| (self.hasher.hash_one(&e.key), e.last_seen));
-        let Some((victim_hash, victim_seen)) = victim else {
+            .min_by_key(|e| reclaim.expires_at(&e.state))
+            .map(|e| (self.hasher.hash_one(&e.key), reclaim.expires_at(&e.state)));
+        let Some((victim_hash, victim_expiry)) = victim else {
             return false;
         };
-        // Any unpinned entry on the victim's probe path with the same age will do.
+        // Any unpinned entry on the victim's probe path that expires as soon will do.
         match shard.table.find_entry(victim_hash, |e| {
-            e.last_seen == victim_seen && !reclaim.pinned(&e.state)
+            reclaim.expires_at(&e.state) == victim_expiry && !reclaim.pinned(&e.state)
         }) {
             Ok(entry) => {
                 entry.remove();

@@ -89,6 +89,10 @@ pub trait Algorithm: fmt::Debug + Send + Sync + 'static {
     /// From this instant on, `state` is equivalent to [`Default`] (a full quota), so it
     /// can be forgotten without changing any decision.
     fn expires_at(&self, state: &Self::State) -> Nanos;
+
+    /// A lower bound of the last time `state` admitted a request, derived from the state
+    /// alone (keys idle since then can be dropped).
+    fn last_active(&self, state: &Self::State) -> Nanos;
 }
 
 /// Any of the three counting algorithms, chosen at run time (from configuration).
@@ -172,6 +176,15 @@ impl Algorithm for AnyAlgorithm {
             _ => Nanos::ZERO,
         }
     }
+
+    fn last_active(&self, state: &AnyState) -> Nanos {
+        match (self, state) {
+            (AnyAlgorithm::Gcra(a), AnyState::Gcra(s)) => a.last_active(s),
+            (AnyAlgorithm::SlidingWindow(a), AnyState::SlidingWindow(s)) => a.last_active(s),
+            (AnyAlgorithm::FixedWindow(a), AnyState::FixedWindow(s)) => a.last_active(s),
+            _ => Nanos::ZERO,
+        }
+    }
 }
 
 impl From<Gcra> for AnyAlgorithm {
@@ -194,8 +207,11 @@ impl From<FixedWindow> for AnyAlgorithm {
 pub(crate) struct ByExpiry<'a, A>(pub(crate) &'a A);
 
 impl<A: Algorithm> Reclaim<A::State> for ByExpiry<'_, A> {
-    fn reclaimable(&self, state: &A::State, now: Nanos) -> bool {
-        self.0.expires_at(state) <= now
+    fn expires_at(&self, state: &A::State) -> Nanos {
+        self.0.expires_at(state)
+    }
+    fn last_active(&self, state: &A::State) -> Nanos {
+        self.0.last_active(state)
     }
 }
 
@@ -436,6 +452,12 @@ where
     /// The most keys this limiter will ever hold.
     pub fn capacity(&self) -> usize {
         self.inner.states.capacity()
+    }
+
+    /// Bytes used by the key table (keys and states are stored inline; memory a key
+    /// points to, such as a `String`'s text, is not counted).
+    pub fn memory_usage(&self) -> usize {
+        self.inner.states.table_bytes()
     }
 
     /// Drops every key whose state is back to fresh or that has been idle longer than

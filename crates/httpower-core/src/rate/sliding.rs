@@ -156,4 +156,14 @@ impl Algorithm for SlidingWindow {
             Nanos::ZERO
         }
     }
+
+    fn last_active(&self, state: &SlidingWindowState) -> Nanos {
+        let w = self.quota.window_nanos();
+        let window = if state.current > 0 {
+            state.window
+        } else {
+            state.window.saturating_sub(1)
+        };
+        Nanos::new(window.saturating_mul(w))
+    }
 }

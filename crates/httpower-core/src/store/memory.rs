@@ -58,7 +58,11 @@ impl ToOwnedKey<StoreKey> for KeyRef<'_> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MemoryState {
-    Rate { state: AnyState, expires_at: Nanos },
+    Rate {
+        state: AnyState,
+        expires_at: Nanos,
+        active_at: Nanos,
+    },
     Slots(u32),
 }
 
@@ -67,6 +71,7 @@ impl Default for MemoryState {
         MemoryState::Rate {
             state: AnyState::Fresh,
             expires_at: Nanos::ZERO,
+            active_at: Nanos::ZERO,
         }
     }
 }
@@ -74,10 +79,17 @@ impl Default for MemoryState {
 struct ByStoredExpiry;
 
 impl Reclaim<MemoryState> for ByStoredExpiry {
-    fn reclaimable(&self, state: &MemoryState, now: Nanos) -> bool {
+    fn expires_at(&self, state: &MemoryState) -> Nanos {
         match state {
-            MemoryState::Rate { expires_at, .. } => *expires_at <= now,
-            MemoryState::Slots(held) => *held == 0,
+            MemoryState::Rate { expires_at, .. } => *expires_at,
+            MemoryState::Slots(0) => Nanos::ZERO,
+            MemoryState::Slots(_) => Nanos::new(u64::MAX),
+        }
+    }
+    fn last_active(&self, state: &MemoryState) -> Nanos {
+        match state {
+            MemoryState::Rate { active_at, .. } => *active_at,
+            MemoryState::Slots(_) => Nanos::new(u64::MAX),
         }
     }
     fn pinned(&self, state: &MemoryState) -> bool {
@@ -120,9 +132,14 @@ fn charge(
             .map_err(|err| StoreError::InvalidRequest {
                 detail: err.to_string(),
             })?;
+    let active_at = match *state {
+        MemoryState::Rate { active_at, .. } if !decision.allowed || cost == 0 => active_at,
+        _ => now,
+    };
     *state = MemoryState::Rate {
         state: inner,
         expires_at: algorithm.expires_at(&inner),
+        active_at,
     };
     Ok(decision)
 }

@@ -27,6 +27,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod future;
 mod limiter;
 mod memory;
