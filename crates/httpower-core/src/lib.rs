@@ -1,4 +1,6 @@
 //! Transport-agnostic resilience policies.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod bulkhead;
 pub mod clock;
+pub mod timeout;
