@@ -3,4 +3,5 @@
 
 pub mod bulkhead;
 pub mod clock;
+pub mod retry;
 pub mod timeout;
