@@ -403,4 +403,63 @@ mod tests {
         assert_eq!(ok.ttl(), Duration::from_secs(10));
         assert_eq!(ok.floor_per_window(), 100);
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deposit,
+        Withdraw,
+        Advance(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => Just(Op::Deposit),
+            3 => Just(Op::Withdraw),
+            1 => (0u64..3_000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The ring of buckets agrees with a plain list of timestamped events: a retry is
+        /// granted exactly when the window still holds `ratio * deposits + floor` unspent.
+        #[test]
+        fn budget_matches_a_naive_model(
+            ratio_tenths in 0u32..30,
+            min_per_sec in 0u32..3,
+            ops in proptest::collection::vec(op(), 0..300),
+        ) {
+            let clock = ManualClock::new();
+            let ratio = f64::from(ratio_tenths) / 10.0;
+            let b = budget(&clock, ratio, min_per_sec);
+            let bucket_ms = 1_000u64; // ttl 10 s over 10 buckets
+            let mut events: Vec<(u64, bool)> = Vec::new(); // (bucket, is_deposit)
+            let mut now_ms = 0u64;
+            for op in ops {
+                match op {
+                    Op::Advance(ms) => {
+                        now_ms += ms;
+                        clock.advance(Duration::from_millis(ms));
+                    }
+                    Op::Deposit => {
+                        b.deposit();
+                        events.push((now_ms / bucket_ms, true));
+                    }
+                    Op::Withdraw => {
+                        let current = now_ms / bucket_ms;
+                        let live = events.iter().filter(|(bucket, _)| bucket + 10 > current);
+                        let (d, w) = live.fold((0u64, 0u64), |(d, w), (_, dep)| {
+                            if *dep { (d + 1, w) } else { (d, w + 1) }
+                        });
+                        let allowed = u64::from(ratio_tenths) * d / 10 + 10 * u64::from(min_per_sec);
+                        let expected = w < allowed;
+                        proptest::prop_assert_eq!(b.try_withdraw(), expected, "d={} w={}", d, w);
+                        if expected {
+                            events.push((current, false));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

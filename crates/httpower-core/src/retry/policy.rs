@@ -1091,3 +1091,104 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+
+    fn classification() -> impl Strategy<Value = Classification> {
+        prop_oneof![
+            1 => Just(Classification::Success),
+            1 => Just(Classification::Fail),
+            6 => proptest::option::of(0u64..120).prop_map(|hint| {
+                Classification::retry_after("transient", hint.map(Duration::from_secs))
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn state_machine_never_breaks_its_rules(
+            max_retries in 0u32..6,
+            seed in any::<u64>(),
+            deadline_s in proptest::option::of(0u64..200),
+            steps in proptest::collection::vec((classification(), 0u64..20), 1..12),
+        ) {
+            let policy = RetryPolicy::builder()
+                .max_retries(max_retries)
+                .jitter(Jitter::Decorrelated)
+                .no_budget()
+                .build();
+            let policy = match policy {
+                Ok(p) => p,
+                Err(e) => return Err(TestCaseError::fail(e.to_string())),
+            };
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let deadline = deadline_s.map(|s| Nanos::from_duration(Duration::from_secs(s)));
+            let mut state = policy.start();
+            let mut now = Nanos::ZERO;
+            let mut stopped = None;
+            for (classification, work_s) in steps {
+                now += Duration::from_secs(work_s);
+                let hint = match &classification {
+                    Classification::Retry { hint, .. } => *hint,
+                    _ => None,
+                };
+                let step = state.next_with_rng(classification, now, deadline, &mut rng);
+                if let Some(stop) = stopped {
+                    prop_assert_eq!(step, Step::Stop(stop), "a stop is final");
+                    continue;
+                }
+                match step {
+                    Step::Retry(event) => {
+                        prop_assert!(state.attempts() <= max_retries);
+                        prop_assert_eq!(event.attempt, state.attempts());
+                        match hint {
+                            Some(hint) => prop_assert_eq!(event.delay, hint),
+                            None => prop_assert!(event.delay <= Duration::from_secs(30)),
+                        }
+                        prop_assert!(event.delay <= Duration::from_secs(60));
+                        if let Some(deadline) = deadline {
+                            prop_assert!(now + event.delay < deadline);
+                        }
+                        now += event.delay;
+                    }
+                    Step::Stop(stop) => {
+                        prop_assert!(state.attempts() <= max_retries + 1);
+                        if let StopReason::MaxRetries { attempts } = stop {
+                            prop_assert_eq!(attempts, max_retries + 1);
+                        }
+                        stopped = Some(stop);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+    use crate::clock::TokioClock;
+
+    fn assert_send<F: Future + Send>(_: &F) {}
+
+    #[test]
+    fn runner_future_is_send() {
+        let policy = RetryPolicy::default();
+        let clock = TokioClock::new();
+        let fut = policy.run(
+            &clock,
+            None,
+            |_: &Result<(), String>| Classification::Success,
+            |_| async { Ok(()) },
+        );
+        assert_send(&fut);
+        fn assert_sync<T: Send + Sync>() {}
+        assert_sync::<RetryPolicy>();
+        assert_sync::<RetryState>();
+    }
+}

@@ -46,9 +46,77 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if value.bytes().all(|b| b.is_ascii_digit()) {
         return Some(parse_delta_seconds(value));
     }
-    // `httpdate` accepts the three HTTP-date forms and rejects non-ASCII input itself.
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    // `httpdate` accepts the three HTTP-date forms and rejects non-ASCII input itself,
+    // but reads RFC 850's two-digit years with a fixed pivot (00-69 are 20xx), where
+    // RFC 9110 asks for a window that moves with `now`: those dates are rebuilt with the
+    // right century first.
+    let date = match rfc850_with_century(value, now) {
+        Some(fixdate) => httpdate::parse_http_date(&fixdate),
+        None => httpdate::parse_http_date(value),
+    };
+    Some(date.ok()?.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Rewrites an RFC 850 date (`Sunday, 06-Nov-94 08:49:37 GMT`) as the equivalent
+/// IMF-fixdate, reading the two-digit year as RFC 9110 section 5.6.7 says: the year with
+/// those last two digits that is not more than 50 years after `now`'s year. `None` when
+/// `value` is not shaped like an RFC 850 date.
+fn rfc850_with_century(value: &str, now: SystemTime) -> Option<String> {
+    const WEEKDAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let (weekday, rest) = value.split_once(", ")?;
+    if !WEEKDAYS.contains(&weekday) {
+        return None;
+    }
+    // `06-Nov-94 08:49:37 GMT`
+    let bytes = rest.as_bytes();
+    if bytes.len() != 22 || bytes[2] != b'-' || bytes[6] != b'-' || bytes[9] != b' ' {
+        return None;
+    }
+    let two_digits = rest.get(7..9)?;
+    if !two_digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let yy = i64::from(two_digits.parse::<u8>().ok()?);
+    let current = civil_year(now);
+    let mut year = current - current.rem_euclid(100) + yy;
+    if year > current + 50 {
+        year -= 100;
+    } else if year <= current - 50 {
+        year += 100;
+    }
+    let (day, month, time) = (rest.get(0..2)?, rest.get(3..6)?, rest.get(10..)?);
+    let short_weekday = weekday.get(0..3)?;
+    Some(format!("{short_weekday}, {day} {month} {year:04} {time}"))
+}
+
+/// The UTC calendar year of `time` (1970 for anything before the Unix epoch).
+fn civil_year(time: SystemTime) -> i64 {
+    let days = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() / 86_400);
+    // Days since 1970-01-01 to a proleptic Gregorian year, counting in 400-year eras
+    // that start on March 1st (so that the leap day ends each year).
+    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
+    let year = year_of_era + era * 400;
+    if month_index >= 10 {
+        year + 1
+    } else {
+        year
+    }
 }
 
 /// `value` is a non-empty run of ASCII digits; saturates instead of overflowing.
@@ -136,11 +204,28 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_future_dates_across_years() {
-        let now = at(EXAMPLE);
-        // RFC 850 two-digit years below 70 are read as 20xx.
+    fn rfc850_two_digit_years_follow_now() {
+        // 2026-01-01 was a Thursday; 2075-01-01 is a Tuesday.
+        let y2026 = 1_767_225_600;
+        let y2075 = 3_313_526_400;
+        let now = at(y2026 - 60);
         let wait = parse_retry_after("Thursday, 01-Jan-26 00:00:00 GMT", now);
-        assert_eq!(wait, Some(Duration::from_secs(1_767_225_600 - EXAMPLE)));
+        assert_eq!(wait, Some(Duration::from_secs(60)));
+        // In 2025, "75" is 2075 (50 years ahead), not 1975.
+        let wait = parse_retry_after("Tuesday, 01-Jan-75 00:00:00 GMT", now);
+        assert_eq!(wait, Some(Duration::from_secs(y2075 - (y2026 - 60))));
+        // ... while in 1994, "26" is 2026 (32 years ahead) and "94" is 1994.
+        let wait = parse_retry_after("Thursday, 01-Jan-26 00:00:00 GMT", at(EXAMPLE));
+        assert_eq!(wait, Some(Duration::from_secs(y2026 - EXAMPLE)));
+        assert_eq!(civil_year(at(EXAMPLE)), 1994);
+        assert_eq!(civil_year(at(y2026 - 1)), 2025);
+        assert_eq!(civil_year(at(y2026)), 2026);
+        assert_eq!(civil_year(UNIX_EPOCH - Duration::from_secs(1)), 1970);
+    }
+
+    #[test]
+    fn retry_after_extreme_dates_do_not_panic() {
+        let now = at(EXAMPLE);
         // The largest date httpdate represents does not panic.
         assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).is_some());
     }
@@ -156,6 +241,30 @@ mod tests {
             let formatted = httpdate::fmt_http_date(at(date));
             let expected = Duration::from_secs(date.saturating_sub(now));
             proptest::prop_assert_eq!(parse_retry_after(&formatted, at(now)), Some(expected));
+        }
+
+        /// The same instant written in the two obsolete forms parses the same, for dates
+        /// within the 50-year window RFC 850's two-digit years can express.
+        #[test]
+        fn retry_after_obsolete_forms_match_fixdate(
+            now in 0u64..4_000_000_000,
+            offset in -1_500_000_000i64..1_500_000_000,
+        ) {
+            let date = now.saturating_add_signed(offset);
+            let imf = httpdate::fmt_http_date(at(date)); // `Sun, 06 Nov 1994 08:49:37 GMT`
+            let (wday, day, month, year, time) =
+                (&imf[0..3], &imf[5..7], &imf[8..11], &imf[12..16], &imf[17..25]);
+            let long_wday = match wday {
+                "Mon" => "Monday", "Tue" => "Tuesday", "Wed" => "Wednesday",
+                "Thu" => "Thursday", "Fri" => "Friday", "Sat" => "Saturday", _ => "Sunday",
+            };
+            let rfc850 = format!("{long_wday}, {day}-{month}-{} {time} GMT", &year[2..]);
+            let day_padded = format!("{:>2}", day.trim_start_matches('0'));
+            let asctime = format!("{wday} {month} {day_padded} {time} {year}");
+            let expected = parse_retry_after(&imf, at(now));
+            proptest::prop_assert!(expected.is_some());
+            proptest::prop_assert_eq!(parse_retry_after(&rfc850, at(now)), expected, "{}", rfc850);
+            proptest::prop_assert_eq!(parse_retry_after(&asctime, at(now)), expected, "{}", asctime);
         }
     }
 }
