@@ -230,6 +230,18 @@ mod tests {
         assert_eq!(late.map_err(|e| e.after), Err(Duration::ZERO));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn huge_timeouts_do_not_overflow() {
+        let clock = TokioClock::new();
+        let result = timeout(&clock, TimeoutPhase::Total, Duration::MAX, async { 5 }).await;
+        assert_eq!(result, Ok(5));
+        let far = timeout_at(&clock, TimeoutPhase::Total, Nanos::new(u64::MAX), async {
+            6
+        })
+        .await;
+        assert_eq!(far, Ok(6));
+    }
+
     #[tokio::test]
     async fn manual_clock_drives_the_timeout() {
         let clock = ManualClock::new();

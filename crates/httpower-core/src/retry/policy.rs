@@ -295,7 +295,8 @@ impl RetryPolicyBuilder {
 ///
 /// Defaults: 3 retries, [`Backoff::default`], `max_retry_after` 60 s, and a fresh
 /// [`RetryBudget::default`] (build the policy once and clone it, so that the budget is
-/// shared).
+/// shared). The default budget reads the process's monotonic clock; a test that drives
+/// time by hand should pass [`RetryPolicyBuilder::budget`] a budget on its own clock.
 #[derive(Clone)]
 pub struct RetryPolicy {
     max_retries: u32,
