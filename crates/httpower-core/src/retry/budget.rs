@@ -1,0 +1,465 @@
+//! A retry budget: retries as a bounded fraction of real traffic.
+//!
+//! # Why a budget, and not only a maximum number of retries?
+//!
+//! A per-call limit such as "at most 3 retries" is a limit on one caller's patience, not
+//! on the load that a caller puts on a dependency. When the dependency is healthy and a
+//! few calls fail, the limit is harmless. When the dependency is down, every call fails
+//! and every call uses all its retries, so a client with `max_retries = 3` sends four
+//! requests for each one it was asked to make: the outage quadruples the traffic hitting
+//! a service that is already struggling, and makes its recovery harder. Stack two layers
+//! that each retry three times and the factor becomes sixteen.
+//!
+//! A budget ties the number of retries to the number of original calls instead. Each call
+//! deposits into a shared account; each retry must withdraw from it, and is skipped when
+//! the account is empty. With a ratio of 0.2, retries can add at most 20% on top of the
+//! calls made over the last `ttl`: occasional failures are still retried in full, while a
+//! total outage costs the dependency 1.2 times the normal load instead of 4 times.
+//!
+//! A pure ratio would starve a client that makes one call a minute (it would never have
+//! a retry to spend), so the budget also grants a small floor, `min_per_sec` retries per
+//! second of the window, regardless of traffic.
+//!
+//! The budget is shared by every clone, so all the copies of a client (and all the tasks
+//! using them) spend from the same account. Time is read from an injected
+//! [`Clock`]; the window is split into ten buckets that expire one
+//! by one.
+//!
+//! ```
+//! use std::time::Duration;
+//! use httpower_core::clock::ManualClock;
+//! use httpower_core::retry::RetryBudget;
+//!
+//! let clock = ManualClock::new();
+//! let budget = RetryBudget::builder()
+//!     .ratio(0.5)
+//!     .min_per_sec(0)
+//!     .ttl(Duration::from_secs(10))
+//!     .build(clock.clone())?;
+//!
+//! for _ in 0..4 {
+//!     budget.deposit(); // four calls ...
+//! }
+//! assert!(budget.try_withdraw()); // ... pay for two retries
+//! assert!(budget.try_withdraw());
+//! assert!(!budget.try_withdraw());
+//!
+//! clock.advance(Duration::from_secs(11)); // the deposits expire with the window
+//! assert!(!budget.try_withdraw());
+//! # Ok::<(), httpower_core::retry::BudgetError>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::{duration_to_nanos, Clock, MonotonicClock, Nanos};
+
+/// Number of buckets the window is split into.
+const BUCKETS: usize = 10;
+/// Fixed-point scale for the ratio: amounts are in millionths of a retry.
+const SCALE: u128 = 1_000_000;
+
+/// An invalid [`RetryBudget`] setting; [`field`](BudgetError::field) names the setting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// `ratio` was negative, not a number, or above 1000.
+    #[error("ratio must be a number within [0, 1000], found {ratio}")]
+    InvalidRatio {
+        /// The configured ratio.
+        ratio: f64,
+    },
+    /// `ttl` was shorter than 10 ms or longer than one hour.
+    #[error("ttl must be between 10ms and 1h, found {ttl:?}")]
+    InvalidTtl {
+        /// The configured window.
+        ttl: Duration,
+    },
+}
+
+impl BudgetError {
+    /// The name of the offending setting: `ratio` or `ttl`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            BudgetError::InvalidRatio { .. } => "ratio",
+            BudgetError::InvalidTtl { .. } => "ttl",
+        }
+    }
+}
+
+/// Builds a [`RetryBudget`]. Defaults: ratio 0.2, `min_per_sec` 10, ttl 10 s.
+#[derive(Debug, Clone)]
+pub struct RetryBudgetBuilder {
+    ratio: f64,
+    min_per_sec: u32,
+    ttl: Duration,
+}
+
+impl Default for RetryBudgetBuilder {
+    fn default() -> Self {
+        RetryBudgetBuilder {
+            ratio: 0.2,
+            min_per_sec: 10,
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryBudgetBuilder {
+    /// Retries allowed per original call over the window (0.2 = at most 20% extra).
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// Retries per second of the window that are allowed whatever the traffic.
+    pub fn min_per_sec(mut self, min_per_sec: u32) -> Self {
+        self.min_per_sec = min_per_sec;
+        self
+    }
+
+    /// How long a deposit counts (the sliding window), between 10 ms and 1 h.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The budget, reading time from `clock`.
+    pub fn build(self, clock: impl Clock) -> Result<RetryBudget, BudgetError> {
+        if !(0.0..=1000.0).contains(&self.ratio) {
+            return Err(BudgetError::InvalidRatio { ratio: self.ratio });
+        }
+        if self.ttl < Duration::from_millis(10) || self.ttl > Duration::from_secs(3600) {
+            return Err(BudgetError::InvalidTtl { ttl: self.ttl });
+        }
+        Ok(self.build_unchecked(Box::new(clock)))
+    }
+
+    fn build_unchecked(self, clock: Box<dyn Clock>) -> RetryBudget {
+        // The ratio is within [0, 1000]: the scaled value fits and stays exact enough.
+        let ratio_scaled = (self.ratio * SCALE as f64).round() as u128;
+        let floor = u128::from(self.min_per_sec) * self.ttl.as_nanos() / 1_000_000_000;
+        RetryBudget {
+            inner: Arc::new(Inner {
+                clock,
+                ratio: self.ratio,
+                ratio_scaled,
+                min_per_sec: self.min_per_sec,
+                floor_retries: u64::try_from(floor).unwrap_or(u64::MAX),
+                ttl: self.ttl,
+                bucket_nanos: (duration_to_nanos(self.ttl) / BUCKETS as u64).max(1),
+                window: Mutex::new(Window::default()),
+            }),
+        }
+    }
+}
+
+/// A retry budget shared by all its clones. See the [module docs](self).
+#[derive(Clone)]
+pub struct RetryBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clock: Box<dyn Clock>,
+    ratio: f64,
+    ratio_scaled: u128,
+    min_per_sec: u32,
+    floor_retries: u64,
+    ttl: Duration,
+    bucket_nanos: u64,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Bucket {
+    deposits: u64,
+    withdrawals: u64,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    buckets: [Bucket; BUCKETS],
+    /// Index (time / bucket width) of the bucket that `buckets[index % BUCKETS]` holds.
+    current: u64,
+    deposits: u64,
+    withdrawals: u64,
+}
+
+impl Window {
+    /// Expires the buckets that fell out of the window by `now_index`.
+    fn roll(&mut self, now_index: u64) {
+        if now_index <= self.current {
+            return;
+        }
+        let steps = (now_index - self.current).min(BUCKETS as u64);
+        for step in 1..=steps {
+            let slot = ((self.current + step) % BUCKETS as u64) as usize;
+            let expired = std::mem::take(&mut self.buckets[slot]);
+            self.deposits -= expired.deposits;
+            self.withdrawals -= expired.withdrawals;
+        }
+        self.current = now_index;
+    }
+
+    fn slot(&mut self) -> &mut Bucket {
+        &mut self.buckets[(self.current % BUCKETS as u64) as usize]
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("ratio", &self.inner.ratio)
+            .field("min_per_sec", &self.inner.min_per_sec)
+            .field("ttl", &self.inner.ttl)
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+impl Default for RetryBudget {
+    /// The default budget (ratio 0.2, 10 retries/s floor, 10 s window) on the process's
+    /// monotonic clock.
+    fn default() -> Self {
+        RetryBudget::new(MonotonicClock)
+    }
+}
+
+impl RetryBudget {
+    /// The default budget (ratio 0.2, 10 retries/s floor, 10 s window) on `clock`.
+    pub fn new(clock: impl Clock) -> Self {
+        // The defaults are valid, so they skip validation.
+        RetryBudgetBuilder::default().build_unchecked(Box::new(clock))
+    }
+
+    /// A builder to choose the ratio, floor and window.
+    pub fn builder() -> RetryBudgetBuilder {
+        RetryBudgetBuilder::default()
+    }
+
+    /// Records one original call (not a retry). Call it once per logical call.
+    pub fn deposit(&self) {
+        let mut window = self.lock_rolled();
+        window.slot().deposits += 1;
+        window.deposits += 1;
+    }
+
+    /// Takes one retry from the budget; `false` (and nothing taken) when it is spent.
+    pub fn try_withdraw(&self) -> bool {
+        let mut window = self.lock_rolled();
+        if self.allowance(&window) == 0 {
+            return false;
+        }
+        window.slot().withdrawals += 1;
+        window.withdrawals += 1;
+        true
+    }
+
+    /// How many retries could be withdrawn right now.
+    pub fn remaining(&self) -> u64 {
+        let window = self.lock_rolled();
+        self.allowance(&window)
+    }
+
+    /// Retries per original call (the configured ratio).
+    pub fn ratio(&self) -> f64 {
+        self.inner.ratio
+    }
+
+    /// Retries per second allowed whatever the traffic.
+    pub fn min_per_sec(&self) -> u32 {
+        self.inner.min_per_sec
+    }
+
+    /// The sliding window over which deposits count.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The retries the floor alone allows over one window: `min_per_sec * ttl`.
+    pub fn floor_per_window(&self) -> u64 {
+        self.inner.floor_retries
+    }
+
+    fn lock_rolled(&self) -> parking_lot::MutexGuard<'_, Window> {
+        let now_index = self.index(self.inner.clock.now());
+        let mut window = self.inner.window.lock();
+        window.roll(now_index);
+        window
+    }
+
+    fn index(&self, now: Nanos) -> u64 {
+        now.as_u64() / self.inner.bucket_nanos
+    }
+
+    /// Whole retries available: `ratio * deposits + floor - withdrawals`, at least 0.
+    fn allowance(&self, window: &Window) -> u64 {
+        let earned = self.inner.ratio_scaled * u128::from(window.deposits) / SCALE;
+        let total = earned + u128::from(self.inner.floor_retries);
+        let left = total.saturating_sub(u128::from(window.withdrawals));
+        u64::try_from(left).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn budget(clock: &ManualClock, ratio: f64, min_per_sec: u32) -> RetryBudget {
+        match RetryBudget::builder()
+            .ratio(ratio)
+            .min_per_sec(min_per_sec)
+            .ttl(Duration::from_secs(10))
+            .build(clock.clone())
+        {
+            Ok(b) => b,
+            Err(e) => unreachable!("valid budget rejected: {e}"),
+        }
+    }
+
+    #[test]
+    fn ratio_limits_withdrawals() {
+        let clock = ManualClock::new();
+        let b = budget(&clock, 0.2, 0);
+        assert!(!b.try_withdraw(), "nothing deposited, no floor");
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(b.remaining(), 20);
+        let granted = (0..100).filter(|_| b.try_withdraw()).count();
+        assert_eq!(granted, 20);
+    }
+
+    #[test]
+    fn floor_lets_quiet_clients_retry() {
+        let clock = ManualClock::new();
+        let b = budget(&clock, 0.2, 1);
+        assert_eq!(b.floor_per_window(), 10);
+        let granted = (0..100).filter(|_| b.try_withdraw()).count();
+        assert_eq!(granted, 10);
+        // The floor is per window: withdrawals expire too.
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(b.remaining(), 10);
+    }
+
+    #[test]
+    fn window_slides_bucket_by_bucket() {
+        let clock = ManualClock::new();
+        let b = budget(&clock, 1.0, 0);
+        for _ in 0..5 {
+            b.deposit();
+        }
+        clock.advance(Duration::from_secs(5));
+        for _ in 0..3 {
+            b.deposit();
+        }
+        assert_eq!(b.remaining(), 8);
+        clock.advance(Duration::from_secs(5)); // the first five expire
+        assert_eq!(b.remaining(), 3);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(b.remaining(), 0);
+        clock.advance(Duration::from_secs(3600)); // long idle: no stale state
+        b.deposit();
+        assert_eq!(b.remaining(), 1);
+    }
+
+    #[test]
+    fn clones_share_one_account() {
+        let clock = ManualClock::new();
+        let a = budget(&clock, 0.5, 0);
+        let b = a.clone();
+        a.deposit();
+        a.deposit();
+        assert!(b.try_withdraw());
+        assert!(!a.try_withdraw());
+    }
+
+    #[test]
+    fn invalid_settings_are_typed() {
+        for ratio in [-1.0, f64::NAN, 1e9] {
+            let err = RetryBudget::builder()
+                .ratio(ratio)
+                .build(ManualClock::new());
+            assert!(
+                matches!(&err, Err(e @ BudgetError::InvalidRatio { .. }) if e.field() == "ratio"),
+                "{ratio}: {err:?}"
+            );
+        }
+        for ttl in [Duration::ZERO, Duration::from_secs(7200)] {
+            let err = RetryBudget::builder().ttl(ttl).build(ManualClock::new());
+            assert!(
+                matches!(&err, Err(e @ BudgetError::InvalidTtl { .. }) if e.field() == "ttl"),
+                "{ttl:?}: {err:?}"
+            );
+        }
+        let ok = RetryBudget::new(ManualClock::new());
+        assert_eq!(ok.ratio(), 0.2);
+        assert_eq!(ok.min_per_sec(), 10);
+        assert_eq!(ok.ttl(), Duration::from_secs(10));
+        assert_eq!(ok.floor_per_window(), 100);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deposit,
+        Withdraw,
+        Advance(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => Just(Op::Deposit),
+            3 => Just(Op::Withdraw),
+            1 => (0u64..3_000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The ring of buckets agrees with a plain list of timestamped events: a retry is
+        /// granted exactly when the window still holds `ratio * deposits + floor` unspent.
+        #[test]
+        fn budget_matches_a_naive_model(
+            ratio_tenths in 0u32..30,
+            min_per_sec in 0u32..3,
+            ops in proptest::collection::vec(op(), 0..300),
+        ) {
+            let clock = ManualClock::new();
+            let ratio = f64::from(ratio_tenths) / 10.0;
+            let b = budget(&clock, ratio, min_per_sec);
+            let bucket_ms = 1_000u64; // ttl 10 s over 10 buckets
+            let mut events: Vec<(u64, bool)> = Vec::new(); // (bucket, is_deposit)
+            let mut now_ms = 0u64;
+            for op in ops {
+                match op {
+                    Op::Advance(ms) => {
+                        now_ms += ms;
+                        clock.advance(Duration::from_millis(ms));
+                    }
+                    Op::Deposit => {
+                        b.deposit();
+                        events.push((now_ms / bucket_ms, true));
+                    }
+                    Op::Withdraw => {
+                        let current = now_ms / bucket_ms;
+                        let live = events.iter().filter(|(bucket, _)| bucket + 10 > current);
+                        let (d, w) = live.fold((0u64, 0u64), |(d, w), (_, dep)| {
+                            if *dep { (d + 1, w) } else { (d, w + 1) }
+                        });
+                        let allowed = u64::from(ratio_tenths) * d / 10 + 10 * u64::from(min_per_sec);
+                        let expected = w < allowed;
+                        proptest::prop_assert_eq!(b.try_withdraw(), expected, "d={} w={}", d, w);
+                        if expected {
+                            events.push((current, false));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
