@@ -30,6 +30,15 @@ impl<'a, T> StoreFuture<'a, T> {
         }
     }
 
+    /// Takes the answer if it is already there (a ready store), so callers can skip the
+    /// timeout machinery on the fast path. Afterwards the future must not be polled.
+    pub fn take_ready(&mut self) -> Option<Result<T, StoreError>> {
+        match &mut self.inner {
+            Inner::Ready(value) => value.take(),
+            Inner::Pending(_) => None,
+        }
+    }
+
     /// An answer that needs I/O.
     pub fn pending(future: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Self {
         StoreFuture {

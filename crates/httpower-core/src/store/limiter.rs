@@ -195,15 +195,21 @@ impl Limiter {
         if cost > limit {
             return Err(CostExceedsLimit { cost, limit });
         }
-        let decision = inner.store.check(&inner.name, &inner.algorithm, key, cost);
-        let sleep = inner.clock.sleep(inner.timeout);
-        let result = tokio::select! {
-            biased;
-            result = decision => result,
-            () = sleep => Err(StoreError::Timeout {
-                store: inner.store.name().to_owned(),
-                after: inner.timeout,
-            }),
+        let mut decision = inner.store.check(&inner.name, &inner.algorithm, key, cost);
+        let result = match decision.take_ready() {
+            // A store that answered at once (memory) needs no timer.
+            Some(result) => result,
+            None => {
+                let sleep = inner.clock.sleep(inner.timeout);
+                tokio::select! {
+                    biased;
+                    result = decision => result,
+                    () = sleep => Err(StoreError::Timeout {
+                        store: inner.store.name().to_owned(),
+                        after: inner.timeout,
+                    }),
+                }
+            }
         };
         Ok(match result {
             Ok(decision) => Verdict {
