@@ -69,10 +69,13 @@
 //!
 //! # Cost
 //!
-//! While closed, `try_acquire` reads the clock and one atomic word, and recording a
-//! success into a full window of successes reads it again: no lock. Failures, slow
-//! calls, time windows, and the open and half-open states take a short
-//! `parking_lot` mutex. No lock is ever held across an `.await` (there is none).
+//! While closed, `try_acquire` reads one atomic word and hands out a permit; recording a
+//! success into a full count window of successes reads the word again and returns. No
+//! lock, and no clock read unless the slow-call rule needs the call's start time (on
+//! common virtual machines a clock read costs more than the rest of the path). An open
+//! breaker rejects with one clock read and one atomic load. Failures, slow calls, time
+//! windows and the half-open state take a short `parking_lot` mutex. No lock is ever
+//! held across an `.await` (there is none).
 //!
 //! # Example
 //!
@@ -113,7 +116,7 @@ mod state;
 mod window;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,9 +136,6 @@ use state::{Core, Report};
 
 /// Capacity of a breaker's (or registry's) event channel.
 const EVENT_CAPACITY: usize = 256;
-
-/// How often, at most, a breaker refreshes its "last used" time (for registry eviction).
-const TOUCH_GRANULARITY_NANOS: u64 = 1_000_000_000;
 
 /// The outcome of a call, as far as the breaker is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,8 +159,15 @@ pub struct BreakerOpen {
 
 #[derive(Debug)]
 struct Shared<C> {
+    /// The packed state summary (see `state::pack`).
     word: AtomicU64,
-    last_used: AtomicU64,
+    /// While open and not forced: the `open_until` time in nanoseconds; otherwise 0.
+    /// Lets a rejected caller fail fast without the lock.
+    reject_until: AtomicU64,
+    /// Set by `try_acquire`, cleared by the registry's eviction sweep.
+    touched: AtomicBool,
+    /// True when permits must read the clock when they are granted (slow-call rule).
+    timed: bool,
     config: BreakerConfig,
     clock: C,
     core: Mutex<Core>,
@@ -173,6 +180,8 @@ impl<C: Clock> Shared<C> {
     /// with the lock held so that the word and the event order follow the transitions.
     fn publish(&self, core: &Core, event: Option<StateChange>) {
         self.word.store(core.word(), Ordering::Release);
+        self.reject_until
+            .store(core.reject_until(), Ordering::Release);
         if let Some(mut change) = event {
             change.key.clone_from(&self.key);
             // No subscribers is not an error.
@@ -218,11 +227,12 @@ impl<C: Clock> CircuitBreaker<C> {
         key: Option<Arc<str>>,
     ) -> Self {
         let core = Core::new(&config);
-        let now = clock.now();
         CircuitBreaker {
             shared: Arc::new(Shared {
                 word: AtomicU64::new(core.word()),
-                last_used: AtomicU64::new(now.as_u64()),
+                reject_until: AtomicU64::new(core.reject_until()),
+                touched: AtomicBool::new(false),
+                timed: config.slow_call.is_some(),
                 config,
                 clock,
                 core: Mutex::new(core),
@@ -236,14 +246,23 @@ impl<C: Clock> CircuitBreaker<C> {
     /// says the breaker is open (or half-open with every probe slot taken).
     pub fn try_acquire(&self) -> Result<BreakerPermit<C>, BreakerOpen> {
         let shared = &self.shared;
-        let now = shared.clock.now();
-        let last = shared.last_used.load(Ordering::Relaxed);
-        if now.as_u64().saturating_sub(last) >= TOUCH_GRANULARITY_NANOS {
-            shared.last_used.store(now.as_u64(), Ordering::Relaxed);
+        // Only a store when the flag changes, so busy breakers keep the line shared.
+        if !shared.touched.load(Ordering::Relaxed) {
+            shared.touched.store(true, Ordering::Relaxed);
         }
         let word = shared.word.load(Ordering::Acquire);
         if state::is_closed(word) {
-            return Ok(self.permit(state::epoch_of(word), false, now));
+            // Reading the clock costs more than the rest of this path, so it is skipped
+            // unless the slow-call rule needs the call's start time.
+            let acquired_at = shared.timed.then(|| shared.clock.now());
+            return Ok(self.permit(state::epoch_of(word), false, acquired_at));
+        }
+        let now = shared.clock.now();
+        let until = shared.reject_until.load(Ordering::Acquire);
+        if now.as_u64() < until {
+            return Err(BreakerOpen {
+                retry_after: Nanos::new(until).saturating_duration_since(now),
+            });
         }
         let mut event = None;
         let mut core = shared.core.lock();
@@ -253,12 +272,12 @@ impl<C: Clock> CircuitBreaker<C> {
         }
         drop(core);
         match admitted {
-            Ok((epoch, probe)) => Ok(self.permit(epoch, probe, now)),
+            Ok((epoch, probe)) => Ok(self.permit(epoch, probe, Some(now))),
             Err(retry_after) => Err(BreakerOpen { retry_after }),
         }
     }
 
-    fn permit(&self, epoch: u64, probe: bool, acquired_at: Nanos) -> BreakerPermit<C> {
+    fn permit(&self, epoch: u64, probe: bool, acquired_at: Option<Nanos>) -> BreakerPermit<C> {
         BreakerPermit {
             shared: Some(Arc::clone(&self.shared)),
             epoch,
@@ -318,8 +337,9 @@ impl<C: Clock> CircuitBreaker<C> {
         self.shared.key.as_ref()
     }
 
-    pub(crate) fn last_used(&self) -> Nanos {
-        Nanos::new(self.shared.last_used.load(Ordering::Relaxed))
+    /// Whether `try_acquire` was called since the last call to this method.
+    pub(crate) fn take_touched(&self) -> bool {
+        self.shared.touched.swap(false, Ordering::Relaxed)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -343,7 +363,7 @@ pub struct BreakerPermit<C: Clock = MonotonicClock> {
     shared: Option<Arc<Shared<C>>>,
     epoch: u64,
     probe: bool,
-    acquired_at: Nanos,
+    acquired_at: Option<Nanos>,
 }
 
 impl<C: Clock> fmt::Debug for BreakerPermit<C> {
@@ -358,7 +378,11 @@ impl<C: Clock> fmt::Debug for BreakerPermit<C> {
 
 impl<C: Clock> BreakerPermit<C> {
     /// When the permit was granted, on the breaker's clock.
-    pub fn acquired_at(&self) -> Nanos {
+    ///
+    /// `None` for a permit granted on the closed fast path of a breaker without the
+    /// slow-call rule: nothing needs the call's start time then, and reading the clock
+    /// would cost more than everything else the breaker does for the call.
+    pub fn acquired_at(&self) -> Option<Nanos> {
         self.acquired_at
     }
 
@@ -367,8 +391,8 @@ impl<C: Clock> BreakerPermit<C> {
         self.probe
     }
 
-    /// Reports the call's outcome. The call's duration (now minus
-    /// [`acquired_at`](Self::acquired_at)) decides whether it was slow.
+    /// Reports the call's outcome. With the slow-call rule on, the call's duration (now
+    /// minus [`acquired_at`](Self::acquired_at)) decides whether it was slow.
     pub fn record(mut self, outcome: CallOutcome) {
         let Some(shared) = self.shared.take() else {
             return;
@@ -380,9 +404,13 @@ impl<C: Clock> BreakerPermit<C> {
         // Only the slow rule needs the clock before deciding whether to take the lock.
         let mut now = None;
         let mut slow = false;
-        if let (Some(rule), true) = (config.slow_call, outcome != CallOutcome::Ignored) {
+        if let (Some(rule), Some(start), true) = (
+            config.slow_call,
+            self.acquired_at,
+            outcome != CallOutcome::Ignored,
+        ) {
             let at = shared.clock.now();
-            slow = at.saturating_duration_since(self.acquired_at) > rule.duration;
+            slow = at.saturating_duration_since(start) > rule.duration;
             now = Some(at);
         }
         if outcome == CallOutcome::Success

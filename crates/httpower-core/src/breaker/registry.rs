@@ -21,7 +21,14 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Map size at which inserting a new key first triggers an eviction sweep (default).
 pub const DEFAULT_SOFT_CAPACITY: usize = 1024;
 
-type Map<K, C> = HashMap<K, CircuitBreaker<C>, foldhash::fast::RandomState>;
+type Map<K, C> = HashMap<K, Entry<C>, foldhash::fast::RandomState>;
+
+#[derive(Debug)]
+struct Entry<C: Clock> {
+    breaker: CircuitBreaker<C>,
+    /// The last sweep (or the insertion) that found the breaker in use.
+    seen: Nanos,
+}
 
 #[derive(Debug)]
 struct Table<K, C: Clock> {
@@ -45,7 +52,10 @@ struct RegistryInner<K, C: Clock> {
 ///
 /// Dead keys do not accumulate: a breaker that is **closed**, has not been asked for a
 /// permit for `idle_timeout` (default 300 s), and is referenced by nothing but the
-/// registry (no clone held by a caller, no permit in flight) is dropped. An open or
+/// registry (no clone held by a caller, no permit in flight) is dropped.
+/// Use is noticed by sweeps (a breaker only sets a flag when asked for a permit, to keep
+/// the clock off its hot path), so a breaker is evicted between one and about two idle
+/// periods after its last use. An open or
 /// half-open breaker is never evicted, since forgetting it would let traffic through
 /// to a dependency known to be down. Eviction is lazy and needs no background task:
 /// inserting a new key sweeps the map when it has grown to twice its size after the
@@ -144,13 +154,13 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(breaker) = self.inner.table.read().breakers.get(key) {
-            return breaker.clone();
+        if let Some(entry) = self.inner.table.read().breakers.get(key) {
+            return entry.breaker.clone();
         }
         let now = self.inner.clock.now();
         let mut table = self.inner.table.write();
-        if let Some(breaker) = table.breakers.get(key) {
-            return breaker.clone();
+        if let Some(entry) = table.breakers.get(key) {
+            return entry.breaker.clone();
         }
         if table.breakers.len() >= table.sweep_at_len
             || now.saturating_duration_since(table.last_sweep) >= table.idle
@@ -164,7 +174,13 @@ where
             self.inner.events.clone(),
             Some(Arc::from(key.to_string())),
         );
-        table.breakers.insert(key, breaker.clone());
+        table.breakers.insert(
+            key,
+            Entry {
+                breaker: breaker.clone(),
+                seen: now,
+            },
+        );
         breaker
     }
 
@@ -174,7 +190,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let breaker = self.inner.table.read().breakers.get(key).cloned()?;
+        let breaker = self.inner.table.read().breakers.get(key)?.breaker.clone();
         Some(breaker.state())
     }
 
@@ -186,7 +202,7 @@ where
             .read()
             .breakers
             .iter()
-            .map(|(k, b)| (k.clone(), b.clone()))
+            .map(|(k, e)| (k.clone(), e.breaker.clone()))
             .collect();
         breakers.into_iter().map(|(k, b)| (k, b.state())).collect()
     }
@@ -197,7 +213,12 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.inner.table.write().breakers.remove(key)
+        self.inner
+            .table
+            .write()
+            .breakers
+            .remove(key)
+            .map(|e| e.breaker)
     }
 
     /// Evicts every closed breaker idle for longer than the idle timeout and referenced
@@ -231,9 +252,13 @@ where
 fn sweep<K, C: Clock>(table: &mut Table<K, C>, now: Nanos) -> usize {
     let idle = table.idle;
     let before = table.breakers.len();
-    table.breakers.retain(|_, breaker| {
-        let idle_long_enough = now.saturating_duration_since(breaker.last_used()) >= idle;
-        !(idle_long_enough && breaker.is_unshared() && breaker.is_closed())
+    table.breakers.retain(|_, entry| {
+        if entry.breaker.take_touched() {
+            entry.seen = now;
+            return true;
+        }
+        let idle_long_enough = now.saturating_duration_since(entry.seen) >= idle;
+        !(idle_long_enough && entry.breaker.is_unshared() && entry.breaker.is_closed())
     });
     table.last_sweep = now;
     table.sweep_at_len = table

@@ -113,6 +113,15 @@ impl Core {
         pack(self.state, clean, self.epoch)
     }
 
+    /// What `Shared::reject_until` should hold: `open_until` while open and not forced.
+    pub(crate) fn reject_until(&self) -> u64 {
+        if self.state == BreakerState::Open && !self.forced {
+            self.open_until.as_u64()
+        } else {
+            0
+        }
+    }
+
     /// Admits a call or says how long to wait. `Ok` carries the permit's epoch and
     /// whether it is a half-open probe.
     pub(crate) fn acquire(
