@@ -1119,3 +1119,77 @@ mod model_check {
         }
     }
 }
+
+#[test]
+fn ignored_outcome_counts_neither_way() {
+    let (b, _) = breaker(BreakerConfig::default());
+    b.try_acquire().unwrap().record(CallOutcome::Ignored);
+    b.try_acquire().unwrap().ignore();
+    let snap = b.state();
+    assert_eq!((snap.calls, snap.failures, snap.successes), (0, 0, 0));
+}
+
+#[test]
+fn concurrent_mixed_load_keeps_invariants() {
+    const PROBES: u32 = 2;
+    let config = BreakerConfig::builder()
+        .failure_threshold(3)
+        .count_window(8)
+        .failure_threshold_percentage(40.0)
+        .minimum_calls(4)
+        .timeout(ms(50))
+        .half_open_requests(PROBES)
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    let mut rx = b.subscribe();
+    std::thread::scope(|scope| {
+        for t in 0..6u64 {
+            let (b, clock) = (b.clone(), clock.clone());
+            scope.spawn(move || {
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match b.try_acquire() {
+                        Ok(permit) => match x % 5 {
+                            0 => permit.failure(),
+                            1 => drop(permit),
+                            _ => permit.success(),
+                        },
+                        Err(_) if t == 0 => clock.advance(ms(10)),
+                        Err(_) => {}
+                    }
+                    let snap = b.state();
+                    assert!(snap.probes_admitted <= PROBES, "{snap:?}");
+                    assert!(snap.calls <= 8 && snap.failures <= snap.calls, "{snap:?}");
+                }
+            });
+        }
+    });
+    // Events, in order, form a valid path through the state machine. A slow receiver
+    // loses the oldest events; check each unbroken run separately.
+    let mut runs = vec![Vec::new()];
+    loop {
+        match rx.try_recv() {
+            Ok(e) => runs.last_mut().unwrap().push(e),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => runs.push(Vec::new()),
+            Err(_) => break,
+        }
+    }
+    assert!(runs.iter().map(Vec::len).sum::<usize>() > 0);
+    for pair in runs.iter().flat_map(|run| run.windows(2)) {
+        assert_eq!(pair[0].to, pair[1].from, "{pair:?}");
+    }
+    for e in runs.iter().flatten() {
+        let allowed = matches!(
+            (e.from, e.to),
+            (BreakerState::Closed, BreakerState::Open)
+                | (BreakerState::Open, BreakerState::HalfOpen)
+                | (BreakerState::HalfOpen, BreakerState::Open)
+                | (BreakerState::HalfOpen, BreakerState::Closed)
+        );
+        assert!(allowed, "{e:?}");
+    }
+}
