@@ -1,0 +1,344 @@
+//! The state machine behind the lock, and the atomic word that mirrors it.
+//!
+//! Every change of state happens in [`Core`], under the breaker's mutex. After each
+//! change the breaker publishes a one-word summary ([`pack`]) in an atomic, which the
+//! closed-state fast paths read without locking:
+//!
+//! * `try_acquire` admits immediately when the word says Closed. Closed admits everyone,
+//!   so there is nothing to count and nothing to race on.
+//! * `record(Success)` returns immediately when the word says "Closed, same epoch, and
+//!   the window is a full count window of fast successes": pushing one more fast success
+//!   into such a window evicts a fast success, so it would change nothing.
+//!
+//! Everything else (open, half-open, failures, slow calls, time windows) takes the lock.
+//! The epoch increases on every transition; a permit remembers the epoch it was issued
+//! in, and its outcome is ignored if the breaker has moved on since (a call admitted
+//! while closed that finishes after the breaker opened must not count as a probe).
+
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::clock::Nanos;
+
+use super::config::BreakerConfig;
+use super::events::{BreakerSnapshot, BreakerState, StateChange, TransitionReason};
+use super::window::{OutcomeWindow, Totals};
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const STATE_MASK: u64 = 0b11;
+const CLEAN: u64 = 0b100;
+const EPOCH_SHIFT: u32 = 3;
+
+/// The atomic summary of a breaker: state, "a success is a no-op" flag, epoch.
+pub(crate) fn pack(state: BreakerState, clean: bool, epoch: u64) -> u64 {
+    let code = match state {
+        BreakerState::Closed => CLOSED,
+        BreakerState::Open => OPEN,
+        BreakerState::HalfOpen => HALF_OPEN,
+    };
+    (epoch << EPOCH_SHIFT) | (u64::from(clean) * CLEAN) | code
+}
+
+/// True when the packed word says Closed.
+pub(crate) fn is_closed(word: u64) -> bool {
+    word & STATE_MASK == CLOSED
+}
+
+/// The epoch in a packed word.
+pub(crate) fn epoch_of(word: u64) -> u64 {
+    word >> EPOCH_SHIFT
+}
+
+/// The word for which a fast success of a permit from `epoch` changes nothing.
+pub(crate) fn clean_closed(epoch: u64) -> u64 {
+    pack(BreakerState::Closed, true, epoch)
+}
+
+/// What a permit reports, after the slow check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Report {
+    /// A call that counts: failed or not, slow or not.
+    Call { failure: bool, slow: bool },
+    /// Counts neither way; a probe gives its slot back.
+    Ignored,
+}
+
+/// Failure percentage, 0 for an empty window.
+pub(crate) fn rate(part: u32, calls: u32) -> f64 {
+    if calls == 0 {
+        0.0
+    } else {
+        f64::from(part) * 100.0 / f64::from(calls)
+    }
+}
+
+/// The mutable state of one breaker.
+#[derive(Debug)]
+pub(crate) struct Core {
+    state: BreakerState,
+    forced: bool,
+    epoch: u64,
+    window: OutcomeWindow,
+    consecutive_opens: u32,
+    opened_at: Nanos,
+    open_until: Nanos,
+    probes_admitted: u32,
+    probe_successes: u32,
+    rng: SmallRng,
+}
+
+impl Core {
+    pub(crate) fn new(config: &BreakerConfig) -> Self {
+        Core {
+            state: BreakerState::Closed,
+            forced: false,
+            epoch: 0,
+            window: OutcomeWindow::new(config.window),
+            consecutive_opens: 0,
+            opened_at: Nanos::ZERO,
+            open_until: Nanos::ZERO,
+            probes_admitted: 0,
+            probe_successes: 0,
+            rng: SmallRng::from_entropy(),
+        }
+    }
+
+    /// The packed summary of the current state.
+    pub(crate) fn word(&self) -> u64 {
+        let clean = self.state == BreakerState::Closed && self.window.success_is_noop();
+        pack(self.state, clean, self.epoch)
+    }
+
+    /// What `Shared::reject_until` should hold: `open_until` while open and not forced.
+    pub(crate) fn reject_until(&self) -> u64 {
+        if self.state == BreakerState::Open && !self.forced {
+            self.open_until.as_u64()
+        } else {
+            0
+        }
+    }
+
+    /// Admits a call or says how long to wait. `Ok` carries the permit's epoch and
+    /// whether it is a half-open probe.
+    pub(crate) fn acquire(
+        &mut self,
+        config: &BreakerConfig,
+        now: Nanos,
+        event: &mut Option<StateChange>,
+    ) -> Result<(u64, bool), Duration> {
+        match self.state {
+            BreakerState::Closed => Ok((self.epoch, false)),
+            BreakerState::Open if self.forced => Err(config.timeout),
+            BreakerState::Open => {
+                if now < self.open_until {
+                    return Err(self.open_until.saturating_duration_since(now));
+                }
+                // The caller that notices the timeout has passed makes the transition and
+                // takes the first probe slot, in the same critical section.
+                *event = Some(self.transition(
+                    BreakerState::HalfOpen,
+                    TransitionReason::TimeoutElapsed,
+                    now,
+                ));
+                self.probes_admitted = 1;
+                Ok((self.epoch, true))
+            }
+            BreakerState::HalfOpen => {
+                if self.probes_admitted < config.half_open_requests {
+                    self.probes_admitted += 1;
+                    Ok((self.epoch, true))
+                } else {
+                    Err(Duration::ZERO)
+                }
+            }
+        }
+    }
+
+    /// Records the outcome of a permit issued in `epoch`.
+    pub(crate) fn record(
+        &mut self,
+        config: &BreakerConfig,
+        epoch: u64,
+        report: Report,
+        now: Nanos,
+    ) -> Option<StateChange> {
+        if epoch != self.epoch {
+            return None;
+        }
+        match (self.state, report) {
+            (BreakerState::Closed, Report::Ignored) | (BreakerState::Open, _) => None,
+            (BreakerState::Closed, Report::Call { failure, slow }) => {
+                self.window.record(now, failure, slow);
+                let reason = self.trip_reason(config, now)?;
+                Some(self.open(config, reason, now))
+            }
+            (BreakerState::HalfOpen, Report::Ignored) => {
+                self.probes_admitted = self.probes_admitted.saturating_sub(1);
+                None
+            }
+            (BreakerState::HalfOpen, Report::Call { failure, slow }) => {
+                if failure || slow {
+                    return Some(self.open(config, TransitionReason::ProbeFailed, now));
+                }
+                self.probe_successes += 1;
+                if self.probe_successes >= config.success_threshold {
+                    self.consecutive_opens = 0;
+                    self.window.clear();
+                    Some(self.transition(
+                        BreakerState::Closed,
+                        TransitionReason::ProbesSucceeded,
+                        now,
+                    ))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// A permit from `epoch` was dropped without an outcome.
+    pub(crate) fn release(&mut self, epoch: u64) {
+        if epoch == self.epoch && self.state == BreakerState::HalfOpen {
+            self.probes_admitted = self.probes_admitted.saturating_sub(1);
+        }
+    }
+
+    fn trip_reason(&mut self, config: &BreakerConfig, now: Nanos) -> Option<TransitionReason> {
+        let t = self.window.totals(now);
+        if t.failures >= config.failure_threshold {
+            return Some(TransitionReason::FailureCount);
+        }
+        if t.calls < config.minimum_calls {
+            return None;
+        }
+        if let Some(percent) = config.failure_threshold_percentage {
+            if rate(t.failures, t.calls) >= percent {
+                return Some(TransitionReason::FailureRate);
+            }
+        }
+        if let Some(rule) = config.slow_call {
+            if rate(t.slow, t.calls) >= rule.rate_threshold {
+                return Some(TransitionReason::SlowCallRate);
+            }
+        }
+        None
+    }
+
+    /// Opens the breaker on its own (not forced), growing the timeout.
+    fn open(
+        &mut self,
+        config: &BreakerConfig,
+        reason: TransitionReason,
+        now: Nanos,
+    ) -> StateChange {
+        self.consecutive_opens = self.consecutive_opens.saturating_add(1);
+        let mut timeout = config.grown_timeout(self.consecutive_opens);
+        if config.timeout_jitter > 0.0 {
+            let cut = config.timeout_jitter * self.rng.gen::<f64>();
+            timeout = timeout.mul_f64((1.0 - cut).clamp(0.0, 1.0));
+        }
+        self.open_until = now + timeout;
+        self.transition(BreakerState::Open, reason, now)
+    }
+
+    fn transition(
+        &mut self,
+        to: BreakerState,
+        reason: TransitionReason,
+        now: Nanos,
+    ) -> StateChange {
+        let from = self.state;
+        if from == BreakerState::Closed && to != BreakerState::Closed {
+            self.opened_at = now;
+        }
+        self.state = to;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.probes_admitted = 0;
+        self.probe_successes = 0;
+        if to != BreakerState::Open {
+            self.forced = false;
+        }
+        let t = self.window.totals(now);
+        StateChange {
+            key: None,
+            from,
+            to,
+            failures: t.failures,
+            failure_rate: rate(t.failures, t.calls),
+            at: now,
+            reason,
+        }
+    }
+
+    /// Opens the breaker until `force_close` or `reset`.
+    pub(crate) fn force_open(&mut self, now: Nanos) -> Option<StateChange> {
+        if self.forced {
+            return None;
+        }
+        let change = self.transition(BreakerState::Open, TransitionReason::ForcedOpen, now);
+        self.forced = true;
+        Some(change)
+    }
+
+    /// Closes the breaker and empties the window; keeps `consecutive_opens`.
+    pub(crate) fn force_close(&mut self, now: Nanos) -> Option<StateChange> {
+        self.window.clear();
+        if self.state == BreakerState::Closed {
+            self.epoch = self.epoch.wrapping_add(1);
+            return None;
+        }
+        Some(self.transition(BreakerState::Closed, TransitionReason::ForcedClose, now))
+    }
+
+    /// Back to a brand-new breaker: closed, empty window, no opens remembered.
+    pub(crate) fn reset(&mut self, now: Nanos) -> Option<StateChange> {
+        self.consecutive_opens = 0;
+        self.window.clear();
+        if self.state == BreakerState::Closed {
+            self.epoch = self.epoch.wrapping_add(1);
+            return None;
+        }
+        Some(self.transition(BreakerState::Closed, TransitionReason::Reset, now))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state == BreakerState::Closed
+    }
+
+    pub(crate) fn snapshot(&mut self, now: Nanos) -> BreakerSnapshot {
+        let Totals {
+            calls,
+            failures,
+            slow,
+        } = if self.state == BreakerState::Closed {
+            self.window.totals(now)
+        } else {
+            // Frozen: report the window as it was when the breaker opened.
+            self.window.totals(self.opened_at)
+        };
+        let closed = self.state == BreakerState::Closed;
+        BreakerSnapshot {
+            state: self.state,
+            forced: self.forced,
+            failures,
+            successes: calls.saturating_sub(failures),
+            slow_calls: slow,
+            calls,
+            failure_rate: rate(failures, calls),
+            opened_for: (!closed).then(|| now.saturating_duration_since(self.opened_at)),
+            retry_after: match self.state {
+                BreakerState::Open if !self.forced => {
+                    Some(self.open_until.saturating_duration_since(now))
+                }
+                _ => None,
+            },
+            probes_admitted: self.probes_admitted,
+            probe_successes: self.probe_successes,
+            consecutive_opens: self.consecutive_opens,
+        }
+    }
+}
