@@ -204,7 +204,10 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
             PipelineError::RateLimited {
                 limiter,
                 retry_after,
-            } => write!(f, "rate limited by `{limiter}`; retry after {retry_after:?}"),
+            } => write!(
+                f,
+                "rate limited by `{limiter}`; retry after {retry_after:?}"
+            ),
             PipelineError::RateLimitWaitTimeout {
                 limiter,
                 waited,
@@ -215,7 +218,10 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
                  retry after {retry_after:?}"
             ),
             PipelineError::StoreUnavailable { limiter, source } => {
-                write!(f, "limiter `{limiter}` is fail-closed and its store failed: {source}")
+                write!(
+                    f,
+                    "limiter `{limiter}` is fail-closed and its store failed: {source}"
+                )
             }
             PipelineError::CircuitOpen { retry_after } => {
                 write!(f, "circuit breaker open; retry after {retry_after:?}")
@@ -421,21 +427,27 @@ impl<C: Clock + Clone> Pipeline<C> {
     {
         let inner = &*self.inner;
         if let Some(limiter) = &inner.limiter {
-            limiter
-                .acquire_n(key, 1)
-                .await
-                .map_err(limiter_error)?;
+            limiter.acquire_n(key, 1).await.map_err(limiter_error)?;
         }
         let _slot = match &inner.bulkhead {
-            Some(bulkhead) => Some(bulkhead.acquire().await.map_err(PipelineError::BulkheadFull)?),
+            Some(bulkhead) => Some(
+                bulkhead
+                    .acquire()
+                    .await
+                    .map_err(PipelineError::BulkheadFull)?,
+            ),
             None => None,
         };
         let permit = match &inner.breaker {
-            Some(breaker) => Some(breaker.try_acquire().map_err(|open| {
-                PipelineError::CircuitOpen {
-                    retry_after: open.retry_after,
-                }
-            })?),
+            Some(breaker) => {
+                Some(
+                    breaker
+                        .try_acquire()
+                        .map_err(|open| PipelineError::CircuitOpen {
+                            retry_after: open.retry_after,
+                        })?,
+                )
+            }
             None => None,
         };
 
@@ -453,8 +465,13 @@ impl<C: Clock + Clone> Pipeline<C> {
                     if let Some(total) = deadline {
                         attempt_deadline = attempt_deadline.min(total);
                     }
-                    timeout_at(&inner.clock, TimeoutPhase::Attempt, attempt_deadline, op(attempt))
-                        .await
+                    timeout_at(
+                        &inner.clock,
+                        TimeoutPhase::Attempt,
+                        attempt_deadline,
+                        op(attempt),
+                    )
+                    .await
                 }
                 None => Ok(op(attempt).await),
             };
@@ -476,16 +493,13 @@ impl<C: Clock + Clone> Pipeline<C> {
             });
         }
 
-        let (stop, hint) = match stop {
-            Some((stop, hint)) => (stop, hint),
-            // No retry policy: the outcome stands as it is.
-            None => {
-                return match outcome {
-                    Ok(Ok(value)) => Ok(value),
-                    Ok(Err(err)) => Err(PipelineError::Inner(err)),
-                    Err(elapsed) => Err(PipelineError::Timeout(elapsed)),
-                }
-            }
+        // Without a retry policy the outcome stands as it is.
+        let Some((stop, hint)) = stop else {
+            return match outcome {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(err)) => Err(PipelineError::Inner(err)),
+                Err(elapsed) => Err(PipelineError::Timeout(elapsed)),
+            };
         };
         let last = match outcome {
             // A value the classifier wanted retried (a 503 response, say) is still the
