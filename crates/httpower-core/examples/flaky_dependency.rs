@@ -105,7 +105,10 @@ async fn main() {
     let elapsed = clock.now().saturating_duration_since(started);
 
     println!("400 logical calls in {elapsed:.1?} of simulated time");
-    println!("{} attempts reached the dependency", attempts.load(Ordering::Relaxed));
+    println!(
+        "{} attempts reached the dependency",
+        attempts.load(Ordering::Relaxed)
+    );
     for (outcome, count) in &outcomes {
         println!("  {outcome:<24} {count}");
     }

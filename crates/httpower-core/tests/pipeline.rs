@@ -1,6 +1,11 @@
 //! The composed pipeline: order of policies, one breaker outcome per logical call,
 //! deadlines, hints. Paused tokio time throughout.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::clone_on_copy, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::clone_on_copy,
+    missing_docs
+)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -276,7 +276,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Result<Decision, CostExceedsLimit>, E>>,
 {
-    let started = clock.now();
+    // Read the clock only once a wait is on the table: the admitted path stays cheap.
+    let mut started = None;
     loop {
         let decision = match check().await? {
             Ok(decision) => decision,
@@ -290,7 +291,7 @@ where
             Strategy::Wait { max_wait } => max_wait,
         };
         let now = clock.now();
-        let waited = now.saturating_duration_since(started);
+        let waited = now.saturating_duration_since(*started.get_or_insert(now));
         if waited + decision.retry_after > max_wait {
             return Ok(Err(AcquireError::WaitTimeout {
                 waited,

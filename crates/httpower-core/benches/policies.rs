@@ -1,0 +1,75 @@
+//! Overhead of the circuit breaker's closed path and of the whole pipeline around a
+//! ready future, when nothing fails.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use httpower_core::breaker::{BreakerConfig, CircuitBreaker};
+use httpower_core::pipeline::Pipeline;
+use httpower_core::rate::{Gcra, Quota};
+use httpower_core::retry::{Classification, RetryPolicy};
+use httpower_core::store::{Limiter, MemoryStore};
+
+fn breaker(c: &mut Criterion) {
+    let mut group = c.benchmark_group("breaker");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let breaker = CircuitBreaker::new(BreakerConfig::default());
+    group.bench_function("closed_acquire_and_record_success", |b| {
+        b.iter(|| {
+            let permit = breaker.try_acquire().unwrap();
+            permit.success();
+        });
+    });
+    group.finish();
+}
+
+fn classify(outcome: &Result<u64, ()>) -> Classification {
+    match outcome {
+        Ok(_) => Classification::Success,
+        Err(()) => Classification::retry("error"),
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+
+    let bare = Pipeline::builder().build();
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap();
+    let limiter = Limiter::builder("bench", Gcra::new(quota)).build(Arc::new(MemoryStore::new()));
+    let full = Pipeline::builder()
+        .rate_limit(limiter)
+        .circuit_breaker(CircuitBreaker::new(BreakerConfig::default()))
+        .retry(RetryPolicy::default())
+        .build();
+
+    for (name, pipeline) in [("nothing", &bare), ("limiter_breaker_retry", &full)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for n in 0..iters {
+                        let value = pipeline
+                            .call(classify, |_| std::future::ready(Ok::<_, ()>(n)))
+                            .await;
+                        black_box(value).unwrap();
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, breaker, pipeline);
+criterion_main!(benches);
