@@ -104,12 +104,7 @@ impl LimiterBuilder {
     pub fn build(self, store: Arc<dyn Store>) -> Limiter {
         Limiter {
             inner: Arc::new(LimiterInner {
-                name: self.name,
-                algorithm: self.algorithm,
-                timeout: self.timeout,
-                fail_mode: self.fail_mode,
-                strategy: self.strategy,
-                clock: self.clock,
+                settings: self,
                 store,
             }),
         }
@@ -124,13 +119,15 @@ pub struct Limiter {
 }
 
 struct LimiterInner {
-    name: Arc<str>,
-    algorithm: AnyAlgorithm,
-    timeout: Duration,
-    fail_mode: FailMode,
-    strategy: Strategy,
-    clock: Arc<dyn Clock>,
+    settings: LimiterBuilder,
     store: Arc<dyn Store>,
+}
+
+impl std::ops::Deref for LimiterInner {
+    type Target = LimiterBuilder;
+    fn deref(&self) -> &LimiterBuilder {
+        &self.settings
+    }
 }
 
 impl fmt::Debug for Limiter {
