@@ -91,9 +91,23 @@ struct Shard<K, S> {
 /// reclaimable.
 const EVICTION_SAMPLE: usize = 8;
 
+/// One shard per cache line pair, so threads locking neighbouring shards do not
+/// invalidate each other's line (false sharing).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+type LockedShard<K, S> = Padded<Mutex<Shard<K, S>>>;
+
 /// The sharded, bounded map. See the module docs.
 pub(crate) struct KeyedStates<K, S> {
-    shards: Box<[Mutex<Shard<K, S>>]>,
+    shards: Box<[LockedShard<K, S>]>,
     shard_shift: u32,
     shard_mask: u64,
     per_shard: usize,
@@ -123,10 +137,10 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
         KeyedStates {
             shards: (0..shards)
                 .map(|_| {
-                    Mutex::new(Shard {
+                    Padded(Mutex::new(Shard {
                         table: HashTable::new(),
                         last_sweep: None,
-                    })
+                    }))
                 })
                 .collect(),
             // Bits 40.. pick the shard; the table itself uses the low bits and the top 7.
