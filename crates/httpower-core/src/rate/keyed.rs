@@ -174,10 +174,13 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
             + size_of_val(&*self.shards)
     }
 
-    fn shard_of(&self, hash: u64) -> &Mutex<Shard<K, S>> {
+    fn shard_index(&self, hash: u64) -> usize {
         // The mask keeps the index below the shard count, which is a usize.
-        let index = ((hash >> self.shard_shift) & self.shard_mask) as usize;
-        &self.shards[index]
+        ((hash >> self.shard_shift) & self.shard_mask) as usize
+    }
+
+    fn shard_of(&self, hash: u64) -> &Mutex<Shard<K, S>> {
+        &self.shards[self.shard_index(hash)]
     }
 
     /// Runs `f` on the state of `key`, creating a default state if the key is new.
@@ -197,25 +200,44 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
     {
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard_of(hash).lock();
-        if let Some(entry) = shard.table.find_mut(hash, |e| key.equivalent(&e.key)) {
-            return Some(f(&mut entry.state));
-        }
-        if shard.table.len() >= self.per_shard && !self.make_room(&mut shard, now, reclaim) {
+        self.find_or_insert(&mut shard, hash, key, now, reclaim)
+            .map(f)
+    }
+
+    /// The state of `key` in its (locked) shard, inserting a default state when the key
+    /// is new and room can be made. The one place entries are created.
+    fn find_or_insert<'s, Q>(
+        &self,
+        shard: &'s mut Shard<K, S>,
+        hash: u64,
+        key: &Q,
+        now: Nanos,
+        reclaim: &impl Reclaim<S>,
+    ) -> Option<&'s mut S>
+    where
+        Q: Hash + Equivalent<K> + ToOwnedKey<K> + ?Sized,
+        S: Default,
+    {
+        // One probe for a known key; a new key costs a second (insert) probe.
+        let Shard { table, last_sweep } = shard;
+        let table = match table.find_entry(hash, |e| key.equivalent(&e.key)) {
+            Ok(entry) => return Some(&mut entry.into_mut().state),
+            Err(absent) => absent.into_table(),
+        };
+        if table.len() >= self.per_shard && !self.make_room(table, last_sweep, now, reclaim) {
             return None;
         }
-        let mut state = S::default();
-        let result = f(&mut state);
         let hasher = &self.hasher;
-        shard.table.insert_unique(
+        let entry = table.insert_unique(
             hash,
             Entry {
                 key: key.to_owned_key(),
-                state,
+                state: S::default(),
             },
             |e| hasher.hash_one(&e.key),
         );
         self.len.fetch_add(1, Ordering::Relaxed);
-        Some(result)
+        Some(&mut entry.into_mut().state)
     }
 
     /// Runs `f` once with copies of the states of all `keys` (created when new) and
@@ -234,41 +256,22 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
         S: Default + Clone,
     {
         let hashes: Vec<u64> = keys.iter().map(|k| self.hasher.hash_one(k)).collect();
-        let index_of = |hash: u64| ((hash >> self.shard_shift) & self.shard_mask) as usize;
-        let mut order: Vec<usize> = hashes.iter().map(|h| index_of(*h)).collect();
+        let mut order: Vec<usize> = hashes.iter().map(|h| self.shard_index(*h)).collect();
         order.sort_unstable();
         order.dedup();
         let mut guards: Vec<_> = order.iter().map(|i| (*i, self.shards[*i].lock())).collect();
         let mut states: Vec<Option<S>> = Vec::with_capacity(keys.len());
         for (key, hash) in keys.iter().zip(&hashes) {
-            let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index_of(*hash)) else {
-                states.push(None);
-                continue;
-            };
-            if let Some(entry) = shard.table.find_mut(*hash, |e| key.equivalent(&e.key)) {
-                states.push(Some(entry.state.clone()));
-                continue;
-            }
-            if shard.table.len() >= self.per_shard && !self.make_room(shard, now, reclaim) {
-                states.push(None);
-                continue;
-            }
-            let hasher = &self.hasher;
-            shard.table.insert_unique(
-                *hash,
-                Entry {
-                    key: (*key).to_owned_key(),
-                    state: S::default(),
-                },
-                |e| hasher.hash_one(&e.key),
-            );
-            self.len.fetch_add(1, Ordering::Relaxed);
-            states.push(Some(S::default()));
+            let state = held(&mut guards, self.shard_index(*hash)).and_then(|shard| {
+                self.find_or_insert(shard, *hash, *key, now, reclaim)
+                    .map(|state| state.clone())
+            });
+            states.push(state);
         }
         let result = f(&mut states);
         for ((key, hash), state) in keys.iter().zip(&hashes).zip(states) {
             let Some(state) = state else { continue };
-            if let Some((_, shard)) = guards.iter_mut().find(|(i, _)| *i == index_of(*hash)) {
+            if let Some(shard) = held(&mut guards, self.shard_index(*hash)) {
                 if let Some(entry) = shard.table.find_mut(*hash, |e| key.equivalent(&e.key)) {
                     entry.state = state;
                 }
@@ -344,43 +347,55 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
     pub(crate) fn sweep(&self, now: Nanos, reclaim: &impl Reclaim<S>) -> usize {
         self.shards
             .iter()
-            .map(|shard| self.sweep_shard(&mut shard.lock(), now, reclaim))
+            .map(|shard| {
+                let shard = &mut *shard.lock();
+                self.sweep_table(&mut shard.table, &mut shard.last_sweep, now, reclaim)
+            })
             .sum()
     }
 
-    fn sweep_shard(&self, shard: &mut Shard<K, S>, now: Nanos, reclaim: &impl Reclaim<S>) -> usize {
+    fn sweep_table(
+        &self,
+        table: &mut HashTable<Entry<K, S>>,
+        last_sweep: &mut Option<u64>,
+        now: Nanos,
+        reclaim: &impl Reclaim<S>,
+    ) -> usize {
         let now_raw = now.as_u64();
         let idle = self.idle_nanos;
-        let before = shard.table.len();
-        shard.table.retain(|e| {
+        let before = table.len();
+        table.retain(|e| {
             reclaim.pinned(&e.state)
                 || !(reclaim.expires_at(&e.state) <= now
                     || now_raw.saturating_sub(reclaim.last_active(&e.state).as_u64()) >= idle)
         });
-        shard.last_sweep = Some(now_raw);
-        let removed = before - shard.table.len();
+        *last_sweep = Some(now_raw);
+        let removed = before - table.len();
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 
     /// Frees one slot in a full shard. Returns false if every entry is pinned.
-    fn make_room(&self, shard: &mut Shard<K, S>, now: Nanos, reclaim: &impl Reclaim<S>) -> bool {
+    fn make_room(
+        &self,
+        table: &mut HashTable<Entry<K, S>>,
+        last_sweep: &mut Option<u64>,
+        now: Nanos,
+        reclaim: &impl Reclaim<S>,
+    ) -> bool {
         let now_raw = now.as_u64();
-        let sweep_due = shard
-            .last_sweep
-            .is_none_or(|last| now_raw.saturating_sub(last) >= self.sweep_every);
+        let sweep_due =
+            last_sweep.is_none_or(|last| now_raw.saturating_sub(last) >= self.sweep_every);
         if sweep_due {
-            self.sweep_shard(shard, now, reclaim);
-            if shard.table.len() < self.per_shard {
+            self.sweep_table(table, last_sweep, now, reclaim);
+            if table.len() < self.per_shard {
                 return true;
             }
         }
         // Sample a few entries and evict the unpinned one closest to a full quota, whose
-        // loss forgives the least. The
-        // table's iteration order follows hash bits, so the sample is unrelated to key
-        // order and an attacker cannot steer which keys are evicted.
-        let victim = shard
-            .table
+        // loss forgives the least. Iteration follows the (randomly seeded) hash, so the
+        // sample is unrelated to key order and an attacker cannot steer the choice.
+        let victim = table
             .iter()
             .filter(|e| !reclaim.pinned(&e.state))
             .take(EVICTION_SAMPLE)
@@ -390,7 +405,7 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
             return false;
         };
         // Any unpinned entry on the victim's probe path that expires as soon will do.
-        match shard.table.find_entry(victim_hash, |e| {
+        match table.find_entry(victim_hash, |e| {
             reclaim.expires_at(&e.state) == victim_expiry && !reclaim.pinned(&e.state)
         }) {
             Ok(entry) => {
@@ -401,6 +416,14 @@ impl<K: Hash + Eq, S> KeyedStates<K, S> {
             Err(_) => false,
         }
     }
+}
+
+/// The guard of shard `index` among those locked by a multi-key operation.
+fn held<G>(guards: &mut [(usize, G)], index: usize) -> Option<&mut G> {
+    guards
+        .iter_mut()
+        .find(|(i, _)| *i == index)
+        .map(|(_, guard)| guard)
 }
 
 /// Turns a borrowed lookup key into the owned key stored in the map.
