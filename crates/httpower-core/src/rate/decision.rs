@@ -60,3 +60,14 @@ pub struct CostExceedsLimit {
     /// The largest cost the quota admits.
     pub limit: u32,
 }
+
+impl CostExceedsLimit {
+    /// `Ok` when `cost` fits a quota of `limit`: the check every algorithm starts with.
+    pub(crate) fn ensure(cost: u32, limit: u32) -> Result<(), CostExceedsLimit> {
+        if cost > limit {
+            Err(CostExceedsLimit { cost, limit })
+        } else {
+            Ok(())
+        }
+    }
+}

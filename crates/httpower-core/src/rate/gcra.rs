@@ -68,9 +68,7 @@ impl Algorithm for Gcra {
         cost: u32,
     ) -> Result<Decision, CostExceedsLimit> {
         let limit = self.limit();
-        if cost > limit {
-            return Err(CostExceedsLimit { cost, limit });
-        }
+        CostExceedsLimit::ensure(cost, limit)?;
         let now = now.as_u64();
         let t = self.quota.interval_nanos();
         let capacity = t * u64::from(limit);

@@ -73,9 +73,7 @@ impl Algorithm for SlidingWindow {
         cost: u32,
     ) -> Result<Decision, CostExceedsLimit> {
         let limit = self.limit();
-        if cost > limit {
-            return Err(CostExceedsLimit { cost, limit });
-        }
+        CostExceedsLimit::ensure(cost, limit)?;
         let w = self.quota.window_nanos();
         let now = now.as_u64();
         let window = now / w;

@@ -188,10 +188,7 @@ impl Limiter {
     /// Charges `cost` to `key`, applying the timeout and the fail mode.
     pub async fn check_n(&self, key: &str, cost: u32) -> Result<Verdict, CostExceedsLimit> {
         let inner = &*self.inner;
-        let limit = inner.algorithm.limit();
-        if cost > limit {
-            return Err(CostExceedsLimit { cost, limit });
-        }
+        CostExceedsLimit::ensure(cost, inner.algorithm.limit())?;
         let mut decision = inner.store.check(&inner.name, &inner.algorithm, key, cost);
         let result = match decision.take_ready() {
             // A store that answered at once (memory) needs no timer.
