@@ -263,37 +263,62 @@ impl AcquireError {
     }
 }
 
+/// Anything that carries a [`Decision`]: a bare decision, or a store verdict that also
+/// says who decided.
+pub(crate) trait HasDecision {
+    fn decision(&self) -> &Decision;
+}
+
+impl HasDecision for Decision {
+    fn decision(&self) -> &Decision {
+        self
+    }
+}
+
+/// A request [`acquire_with`] did not admit, with the last answer it got (absent when
+/// the cost can never fit).
+pub(crate) struct Refused<V> {
+    pub(crate) error: AcquireError,
+    pub(crate) last: Option<V>,
+}
+
 /// Runs `check` under `strategy`: once for [`Strategy::Error`], in a sleep-and-retry loop
 /// bounded by `max_wait` for [`Strategy::Wait`]. Shared by every limiter front end, local
 /// or backed by a store.
-pub(crate) async fn acquire_with<C, E, F, Fut>(
+pub(crate) async fn acquire_with<C, V, F, Fut>(
     clock: &C,
     strategy: Strategy,
     mut check: F,
-) -> Result<Result<Decision, AcquireError>, E>
+) -> Result<V, Refused<V>>
 where
     C: Clock + ?Sized,
+    V: HasDecision,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Result<Decision, CostExceedsLimit>, E>>,
+    Fut: Future<Output = Result<V, CostExceedsLimit>>,
 {
     // Read the clock only once a wait is on the table: the admitted path stays cheap.
     let mut started = None;
     loop {
-        let decision = match check().await? {
-            Ok(decision) => decision,
-            Err(too_big) => return Ok(Err(too_big.into())),
-        };
+        let answer = check().await.map_err(|too_big| Refused {
+            error: too_big.into(),
+            last: None,
+        })?;
+        let decision = *answer.decision();
         if decision.allowed {
-            return Ok(Ok(decision));
+            return Ok(answer);
         }
+        let refuse = |error| Refused {
+            error,
+            last: Some(answer),
+        };
         let max_wait = match strategy {
-            Strategy::Error => return Ok(Err(AcquireError::RateLimited { decision })),
+            Strategy::Error => return Err(refuse(AcquireError::RateLimited { decision })),
             Strategy::Wait { max_wait } => max_wait,
         };
         let now = clock.now();
         let waited = now.saturating_duration_since(*started.get_or_insert(now));
         if waited + decision.retry_after > max_wait {
-            return Ok(Err(AcquireError::WaitTimeout {
+            return Err(refuse(AcquireError::WaitTimeout {
                 waited,
                 retry_after: decision.retry_after,
             }));
@@ -420,14 +445,11 @@ where
         cost: u32,
         strategy: Strategy,
     ) -> Result<Decision, AcquireError> {
-        let outcome = acquire_with(&self.inner.clock, strategy, || {
-            std::future::ready(Ok::<_, std::convert::Infallible>(self.check_n(key, cost)))
+        acquire_with(&self.inner.clock, strategy, || {
+            std::future::ready(self.check_n(key, cost))
         })
-        .await;
-        match outcome {
-            Ok(result) => result,
-            Err(never) => match never {},
-        }
+        .await
+        .map_err(|refused| refused.error)
     }
 
     /// Forgets `key`: its next request sees a full quota.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::{Store, StoreError};
 use crate::clock::{Clock, MonotonicClock};
 use crate::rate::{
-    acquire_with, AcquireError, Algorithm, AnyAlgorithm, CostExceedsLimit, Decision, Strategy,
+    acquire_with, AcquireError, Algorithm, AnyAlgorithm, CostExceedsLimit, Decision, HasDecision,
+    Strategy,
 };
 
 /// What a limiter answers when its store cannot decide in time.
@@ -232,31 +233,28 @@ impl Limiter {
     /// Admits `cost` for `key` under the limiter's strategy.
     pub async fn acquire_n(&self, key: &str, cost: u32) -> Result<Verdict, LimiterError> {
         let inner = &*self.inner;
-        let last_source = parking_lot::Mutex::new(DecisionSource::Store);
-        let outcome = acquire_with(&*inner.clock, inner.strategy, || async {
-            let verdict = self.check_n(key, cost).await;
-            Ok::<_, std::convert::Infallible>(verdict.map(|v| {
-                *last_source.lock() = v.source;
-                v.decision
-            }))
+        let refused =
+            match acquire_with(&*inner.clock, inner.strategy, || self.check_n(key, cost)).await {
+                Ok(verdict) => return Ok(verdict),
+                Err(refused) => refused,
+            };
+        let limiter = Arc::clone(&inner.name);
+        Err(match refused.last {
+            Some(Verdict {
+                source: DecisionSource::FailClosed(source),
+                ..
+            }) => LimiterError::StoreUnavailable { limiter, source },
+            _ => LimiterError::Limited {
+                limiter,
+                source: refused.error,
+            },
         })
-        .await;
-        let last_source = last_source.into_inner();
-        let result = match outcome {
-            Ok(result) => result,
-            Err(never) => match never {},
-        };
-        match (result, last_source) {
-            (Err(_), DecisionSource::FailClosed(source)) => Err(LimiterError::StoreUnavailable {
-                limiter: Arc::clone(&inner.name),
-                source,
-            }),
-            (Err(source), _) => Err(LimiterError::Limited {
-                limiter: Arc::clone(&inner.name),
-                source,
-            }),
-            (Ok(decision), source) => Ok(Verdict { decision, source }),
-        }
+    }
+}
+
+impl HasDecision for Verdict {
+    fn decision(&self) -> &Decision {
+        &self.decision
     }
 }
 
