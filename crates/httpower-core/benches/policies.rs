@@ -43,16 +43,29 @@ fn pipeline(c: &mut Criterion) {
         .build()
         .unwrap();
 
+    let limiter = || {
+        let quota = Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap();
+        Limiter::builder("bench", Gcra::new(quota)).build(Arc::new(MemoryStore::new()))
+    };
+    let breaker = || CircuitBreaker::new(BreakerConfig::default());
     let bare = Pipeline::builder().build();
-    let quota = Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap();
-    let limiter = Limiter::builder("bench", Gcra::new(quota)).build(Arc::new(MemoryStore::new()));
+    let only_limiter = Pipeline::builder().rate_limit(limiter()).build();
+    let only_breaker = Pipeline::builder().circuit_breaker(breaker()).build();
+    let only_retry = Pipeline::builder().retry(RetryPolicy::default()).build();
     let full = Pipeline::builder()
-        .rate_limit(limiter)
-        .circuit_breaker(CircuitBreaker::new(BreakerConfig::default()))
+        .rate_limit(limiter())
+        .circuit_breaker(breaker())
         .retry(RetryPolicy::default())
         .build();
 
-    for (name, pipeline) in [("nothing", &bare), ("limiter_breaker_retry", &full)] {
+    let rows = [
+        ("nothing", &bare),
+        ("limiter", &only_limiter),
+        ("breaker", &only_breaker),
+        ("retry", &only_retry),
+        ("limiter_breaker_retry", &full),
+    ];
+    for (name, pipeline) in rows {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 runtime.block_on(async {

@@ -479,7 +479,7 @@ impl<C: Clock + Clone> Pipeline<C> {
             let Some(state) = state.as_mut() else {
                 break (outcome, verdict, None);
             };
-            match state.next(verdict.clone(), inner.clock.now(), deadline) {
+            match state.next_on(verdict.clone(), &inner.clock, deadline) {
                 Step::Retry(event) => inner.clock.sleep(event.delay).await,
                 Step::Stop(stop) => break (outcome, verdict, Some((stop, state.last_hint()))),
             }

@@ -358,12 +358,12 @@ impl RetryPolicy {
 
     /// Begins one logical call: records it with the budget and returns the state that
     /// decides, after each attempt, whether to retry.
-    pub fn start(&self) -> RetryState {
+    pub fn start(&self) -> RetryState<'_> {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
         RetryState {
-            policy: self.clone(),
+            policy: self,
             attempts: 0,
             previous_delay: None,
             last_hint: None,
@@ -394,7 +394,7 @@ impl RetryPolicy {
         loop {
             let result = op(state.attempts() + 1).await;
             let classification = classify(&result);
-            match state.next(classification, clock.now(), deadline) {
+            match state.next_on(classification, clock, deadline) {
                 Step::Retry(event) => {
                     drop(result);
                     clock.sleep(event.delay).await;
@@ -435,15 +435,15 @@ impl RetryPolicy {
 /// [`next`](RetryState::next); it answers [`Step::Retry`] (wait, then try again) or
 /// [`Step::Stop`]. Once it has stopped it keeps answering the same stop.
 #[derive(Debug, Clone)]
-pub struct RetryState {
-    policy: RetryPolicy,
+pub struct RetryState<'p> {
+    policy: &'p RetryPolicy,
     attempts: u32,
     previous_delay: Option<Duration>,
     last_hint: Option<Duration>,
     stopped: Option<StopReason>,
 }
 
-impl RetryState {
+impl RetryState<'_> {
     /// Attempts classified so far.
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -464,7 +464,24 @@ impl RetryState {
         now: Nanos,
         deadline: Option<Nanos>,
     ) -> Step {
-        self.next_with_rng(classification, now, deadline, &mut rand::thread_rng())
+        self.step(classification, || now, deadline, &mut rand::thread_rng())
+    }
+
+    /// [`next`](RetryState::next) reading `clock` only if the decision needs the time
+    /// (a retryable outcome under a deadline): the path of a call that succeeds stays
+    /// free of clock reads.
+    pub fn next_on<C: Clock + ?Sized>(
+        &mut self,
+        classification: Classification,
+        clock: &C,
+        deadline: Option<Nanos>,
+    ) -> Step {
+        self.step(
+            classification,
+            || clock.now(),
+            deadline,
+            &mut rand::thread_rng(),
+        )
     }
 
     /// [`next`](RetryState::next) with the caller's random number generator (for
@@ -479,6 +496,16 @@ impl RetryState {
         &mut self,
         classification: Classification,
         now: Nanos,
+        deadline: Option<Nanos>,
+        rng: &mut R,
+    ) -> Step {
+        self.step(classification, || now, deadline, rng)
+    }
+
+    fn step<R: Rng + ?Sized>(
+        &mut self,
+        classification: Classification,
+        now: impl FnOnce() -> Nanos,
         deadline: Option<Nanos>,
         rng: &mut R,
     ) -> Step {
@@ -501,7 +528,7 @@ impl RetryState {
     fn decide<R: Rng + ?Sized>(
         &mut self,
         classification: Classification,
-        now: Nanos,
+        now: impl FnOnce() -> Nanos,
         deadline: Option<Nanos>,
         rng: &mut R,
     ) -> Step {
@@ -536,6 +563,8 @@ impl RetryState {
             }
         };
         if let Some(deadline) = deadline {
+            // The only use of the time: read it only when there is a deadline.
+            let now = now();
             if now + delay >= deadline {
                 return Step::Stop(StopReason::DeadlineWouldPass {
                     delay,
@@ -1190,6 +1219,6 @@ mod send_tests {
         assert_send(&fut);
         fn assert_sync<T: Send + Sync>() {}
         assert_sync::<RetryPolicy>();
-        assert_sync::<RetryState>();
+        assert_sync::<RetryState<'static>>();
     }
 }
