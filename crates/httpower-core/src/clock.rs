@@ -130,6 +130,9 @@ fn process_origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+/// A wait long enough to mean "never" that every platform's `Instant` can still add.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// The process's monotonic clock (`std::time::Instant`). Sleeps with tokio's timer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MonotonicClock;
@@ -180,9 +183,13 @@ impl Clock for TokioClock {
     }
 
     fn sleep_until(&self, deadline: Nanos) -> Sleep {
-        Box::pin(tokio::time::sleep_until(
-            self.origin + deadline.as_duration(),
-        ))
+        // A deadline beyond what the platform's Instant can hold is "never": about 30
+        // years out is as good as forever for a timer.
+        let at = self
+            .origin
+            .checked_add(deadline.as_duration())
+            .unwrap_or_else(|| tokio::time::Instant::now() + FAR_FUTURE);
+        Box::pin(tokio::time::sleep_until(at))
     }
 }
 
@@ -209,7 +216,17 @@ pub struct ManualClock {
 #[derive(Debug, Default)]
 struct ManualInner {
     now: AtomicU64,
-    sleepers: Mutex<Vec<(u64, Waker)>>,
+    sleepers: Mutex<Vec<Sleeper>>,
+    next_sleeper: AtomicU64,
+}
+
+/// One pending [`ManualSleep`]: its id (so a re-poll replaces its waker and a drop
+/// removes it), its deadline and the waker to call.
+#[derive(Debug)]
+struct Sleeper {
+    id: u64,
+    deadline: u64,
+    waker: Waker,
 }
 
 impl ManualClock {
@@ -228,7 +245,20 @@ impl ManualClock {
     /// Moves time forward by `duration` and wakes the sleepers that became due.
     pub fn advance(&self, duration: Duration) {
         let step = duration_to_nanos(duration);
-        let now = self.inner.now.fetch_add(step, Ordering::SeqCst) + step;
+        let mut current = self.inner.now.load(Ordering::SeqCst);
+        // Saturate instead of wrapping near the end of time.
+        let now = loop {
+            let next = current.saturating_add(step);
+            match self.inner.now.compare_exchange_weak(
+                current,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break next,
+                Err(seen) => current = seen,
+            }
+        };
         self.wake_due(now);
     }
 
@@ -242,9 +272,9 @@ impl ManualClock {
         let due: Vec<Waker> = {
             let mut sleepers = self.inner.sleepers.lock();
             let mut due = Vec::new();
-            sleepers.retain(|(deadline, waker)| {
-                if *deadline <= now {
-                    due.push(waker.clone());
+            sleepers.retain(|sleeper| {
+                if sleeper.deadline <= now {
+                    due.push(sleeper.waker.clone());
                     false
                 } else {
                     true
@@ -263,6 +293,7 @@ impl Clock for ManualClock {
 
     fn sleep_until(&self, deadline: Nanos) -> Sleep {
         Box::pin(ManualSleep {
+            id: self.inner.next_sleeper.fetch_add(1, Ordering::Relaxed),
             inner: Arc::clone(&self.inner),
             deadline: deadline.0,
         })
@@ -270,6 +301,7 @@ impl Clock for ManualClock {
 }
 
 struct ManualSleep {
+    id: u64,
     inner: Arc<ManualInner>,
     deadline: u64,
 }
@@ -286,8 +318,23 @@ impl Future for ManualSleep {
         if self.inner.now.load(Ordering::SeqCst) >= self.deadline {
             return Poll::Ready(());
         }
-        sleepers.push((self.deadline, cx.waker().clone()));
+        match sleepers.iter_mut().find(|s| s.id == self.id) {
+            Some(sleeper) => sleeper.waker.clone_from(cx.waker()),
+            None => sleepers.push(Sleeper {
+                id: self.id,
+                deadline: self.deadline,
+                waker: cx.waker().clone(),
+            }),
+        }
         Poll::Pending
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        // A sleep dropped before its deadline (a timeout that did not fire) leaves
+        // nothing behind.
+        self.inner.sleepers.lock().retain(|s| s.id != self.id);
     }
 }
 
@@ -332,6 +379,30 @@ mod tests {
             clock.now().saturating_duration_since(before),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn manual_sleepers_are_replaced_on_repoll_and_removed_on_drop() {
+        let clock = ManualClock::new();
+        let mut sleep = clock.sleep(Duration::from_secs(1));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..100 {
+            assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(clock.inner.sleepers.lock().len(), 1, "one entry per sleep");
+        drop(sleep);
+        assert!(
+            clock.inner.sleepers.lock().is_empty(),
+            "a dropped sleep leaves nothing"
+        );
+    }
+
+    #[test]
+    fn manual_advance_saturates_at_the_end_of_time() {
+        let clock = ManualClock::starting_at(Nanos::new(u64::MAX - 5));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.now(), Nanos::new(u64::MAX));
     }
 
     #[test]
