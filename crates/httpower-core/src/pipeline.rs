@@ -457,40 +457,46 @@ impl<C: Clock + Clone> Pipeline<C> {
         };
         let mut state = inner.retry.as_ref().map(RetryPolicy::start);
         let mut attempt = 0u32;
-        let (outcome, verdict, stop) = loop {
+        let (outcome, breaker_outcome, stop) = loop {
             attempt = attempt.saturating_add(1);
             let outcome: Attempt<T, E> = match inner.attempt_timeout {
                 Some(limit) => {
-                    let mut attempt_deadline = inner.clock.now() + limit;
-                    if let Some(total) = deadline {
-                        attempt_deadline = attempt_deadline.min(total);
+                    let attempt_deadline = inner.clock.now() + limit;
+                    if deadline.is_some_and(|total| attempt_deadline >= total) {
+                        // The total timeout ends this attempt first: let it speak
+                        // (phase `total`) rather than a second timer.
+                        Ok(op(attempt).await)
+                    } else {
+                        timeout_at(
+                            &inner.clock,
+                            TimeoutPhase::Attempt,
+                            attempt_deadline,
+                            op(attempt),
+                        )
+                        .await
                     }
-                    timeout_at(
-                        &inner.clock,
-                        TimeoutPhase::Attempt,
-                        attempt_deadline,
-                        op(attempt),
-                    )
-                    .await
                 }
                 None => Ok(op(attempt).await),
             };
             let verdict = classify_attempt(&outcome);
-            let Some(state) = state.as_mut() else {
-                break (outcome, verdict, None);
+            let breaker_outcome = match verdict {
+                Classification::Success => CallOutcome::Success,
+                Classification::Retry { .. } => CallOutcome::Failure,
+                Classification::Fail => CallOutcome::Ignored,
             };
-            match state.next_on(verdict.clone(), &inner.clock, deadline) {
+            let Some(state) = state.as_mut() else {
+                break (outcome, breaker_outcome, None);
+            };
+            match state.next_on(verdict, &inner.clock, deadline) {
                 Step::Retry(event) => inner.clock.sleep(event.delay).await,
-                Step::Stop(stop) => break (outcome, verdict, Some((stop, state.last_hint()))),
+                Step::Stop(stop) => {
+                    break (outcome, breaker_outcome, Some((stop, state.last_hint())));
+                }
             }
         };
 
         if let Some(permit) = permit {
-            permit.record(match verdict {
-                Classification::Success => CallOutcome::Success,
-                Classification::Retry { .. } => CallOutcome::Failure,
-                Classification::Fail => CallOutcome::Ignored,
-            });
+            permit.record(breaker_outcome);
         }
 
         // Without a retry policy the outcome stands as it is.

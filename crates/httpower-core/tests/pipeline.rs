@@ -287,3 +287,26 @@ async fn server_hint_overrides_backoff_and_long_hints_surface() {
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
     assert_eq!(err.attempts(), Some(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn total_timeout_speaks_when_it_ends_the_attempt_first() {
+    let pipeline = Pipeline::builder()
+        .clock(TokioClock::new())
+        .retry(retry(3))
+        .attempt_timeout(Duration::from_secs(5))
+        .total_timeout(Duration::from_secs(2))
+        .build();
+    let start = Instant::now();
+    let err = pipeline
+        .call(classify, |_| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<u32, Failure>(0)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    match err {
+        PipelineError::Timeout(elapsed) => assert_eq!(elapsed.phase, TimeoutPhase::Total),
+        other => panic!("unexpected {other:?}"),
+    }
+}
