@@ -64,8 +64,7 @@ async fn main() {
         .budget(RetryBudget::new(clock))
         .build()
         .expect("valid retry policy");
-    let pipeline = Pipeline::builder()
-        .clock(clock)
+    let pipeline = Pipeline::builder_with_clock(clock)
         .rate_limit(limiter)
         .circuit_breaker(breaker.clone())
         .retry(retry)

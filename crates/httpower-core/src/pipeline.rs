@@ -319,19 +319,6 @@ impl<C: Clock + Clone> PipelineBuilder<C> {
         self
     }
 
-    /// Uses `clock` for timeouts, backoff and deadlines.
-    pub fn clock<C2: Clock + Clone>(self, clock: C2) -> PipelineBuilder<C2> {
-        PipelineBuilder {
-            limiter: self.limiter,
-            bulkhead: self.bulkhead,
-            breaker: None,
-            retry: self.retry,
-            attempt_timeout: self.attempt_timeout,
-            total_timeout: self.total_timeout,
-            clock,
-        }
-    }
-
     /// The pipeline.
     pub fn build(self) -> Pipeline<C> {
         Pipeline {
@@ -357,9 +344,16 @@ impl<C: Clock> Clone for Pipeline<C> {
 }
 
 impl Pipeline<MonotonicClock> {
-    /// A pipeline with no policy yet, on the monotonic clock. Set
-    /// [`clock`](PipelineBuilder::clock) before adding a circuit breaker.
+    /// A pipeline with no policy yet, on the monotonic clock.
     pub fn builder() -> PipelineBuilder<MonotonicClock> {
+        Self::builder_with_clock(MonotonicClock)
+    }
+}
+
+impl<C: Clock + Clone> Pipeline<C> {
+    /// A pipeline with no policy yet whose timeouts, backoff and deadlines run on
+    /// `clock` (give its circuit breaker the same clock).
+    pub fn builder_with_clock(clock: C) -> PipelineBuilder<C> {
         PipelineBuilder {
             limiter: None,
             bulkhead: None,
@@ -367,7 +361,7 @@ impl Pipeline<MonotonicClock> {
             retry: None,
             attempt_timeout: None,
             total_timeout: None,
-            clock: MonotonicClock,
+            clock,
         }
     }
 }

@@ -57,9 +57,8 @@ fn breaker(clock: &TokioClock, threshold: u32) -> CircuitBreaker<TokioClock> {
 
 #[tokio::test(start_paused = true)]
 async fn retries_with_backoff_then_succeeds() {
-    let pipeline = Pipeline::builder()
+    let pipeline = Pipeline::builder_with_clock(TokioClock::new())
         .retry(retry(3))
-        .clock(TokioClock::new())
         .build();
     let calls = AtomicU32::new(0);
     let start = Instant::now();
@@ -87,9 +86,8 @@ async fn retries_with_backoff_then_succeeds() {
 
 #[tokio::test(start_paused = true)]
 async fn permanent_errors_are_not_retried() {
-    let pipeline = Pipeline::builder()
+    let pipeline = Pipeline::builder_with_clock(TokioClock::new())
         .retry(retry(3))
-        .clock(TokioClock::new())
         .build();
     let calls = AtomicU32::new(0);
     let err = pipeline
@@ -108,9 +106,8 @@ async fn permanent_errors_are_not_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn exhausted_retries_report_attempts_and_last_error() {
-    let pipeline = Pipeline::builder()
+    let pipeline = Pipeline::builder_with_clock(TokioClock::new())
         .retry(retry(2))
-        .clock(TokioClock::new())
         .build();
     let err = pipeline
         .call(classify, |_| async { Err::<u32, _>(Failure::Transient) })
@@ -134,8 +131,7 @@ async fn exhausted_retries_report_attempts_and_last_error() {
 #[tokio::test(start_paused = true)]
 async fn breaker_records_one_outcome_per_logical_call_and_fails_fast() {
     let clock = TokioClock::new();
-    let pipeline = Pipeline::builder()
-        .clock(clock.clone())
+    let pipeline = Pipeline::builder_with_clock(clock.clone())
         .retry(retry(2))
         .circuit_breaker(breaker(&clock, 2))
         .build();
@@ -189,8 +185,7 @@ async fn rate_limit_rejections_never_trip_the_breaker() {
         .clock(clock.clone())
         .build(store);
     let breaker = breaker(&clock, 1);
-    let pipeline = Pipeline::builder()
-        .clock(clock.clone())
+    let pipeline = Pipeline::builder_with_clock(clock.clone())
         .rate_limit(limiter)
         .circuit_breaker(breaker.clone())
         .build();
@@ -209,8 +204,7 @@ async fn rate_limit_rejections_never_trip_the_breaker() {
 #[tokio::test(start_paused = true)]
 async fn attempt_timeouts_are_retried_and_total_timeout_bounds_all() {
     let clock = TokioClock::new();
-    let pipeline = Pipeline::builder()
-        .clock(clock)
+    let pipeline = Pipeline::builder_with_clock(clock)
         .retry(retry(10))
         .attempt_timeout(Duration::from_secs(1))
         .total_timeout(Duration::from_millis(2_200))
@@ -253,9 +247,8 @@ async fn attempt_timeouts_are_retried_and_total_timeout_bounds_all() {
 
 #[tokio::test(start_paused = true)]
 async fn server_hint_overrides_backoff_and_long_hints_surface() {
-    let pipeline = Pipeline::builder()
+    let pipeline = Pipeline::builder_with_clock(TokioClock::new())
         .retry(retry(3))
-        .clock(TokioClock::new())
         .build();
     let start = Instant::now();
     let calls = AtomicU32::new(0);
@@ -290,8 +283,7 @@ async fn server_hint_overrides_backoff_and_long_hints_surface() {
 
 #[tokio::test(start_paused = true)]
 async fn total_timeout_speaks_when_it_ends_the_attempt_first() {
-    let pipeline = Pipeline::builder()
-        .clock(TokioClock::new())
+    let pipeline = Pipeline::builder_with_clock(TokioClock::new())
         .retry(retry(3))
         .attempt_timeout(Duration::from_secs(5))
         .total_timeout(Duration::from_secs(2))
