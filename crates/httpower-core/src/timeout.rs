@@ -291,6 +291,27 @@ mod tests {
         })
         .await;
         assert_eq!(far, Ok(6));
+        // A pending future makes the timer be created and polled: the far deadline must
+        // neither overflow nor fire early, even after a year of (paused) time.
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let mut never = std::pin::pin!(timeout(
+            &clock,
+            TimeoutPhase::Total,
+            Duration::MAX,
+            std::future::pending::<()>()
+        ));
+        let mut never_at = std::pin::pin!(timeout_at(
+            &clock,
+            TimeoutPhase::Total,
+            Nanos::new(u64::MAX),
+            std::future::pending::<()>()
+        ));
+        assert!(poll_once(never.as_mut()).is_pending());
+        assert!(poll_once(never_at.as_mut()).is_pending());
+        tokio::time::advance(year).await;
+        assert!(clock.now().as_duration() >= year);
+        assert!(poll_once(never.as_mut()).is_pending());
+        assert!(poll_once(never_at.as_mut()).is_pending());
     }
 
     /// A manual clock that counts how often it is read and asked for a sleep.
@@ -408,21 +429,21 @@ mod tests {
 
     #[tokio::test]
     async fn manual_clock_lets_work_finish_first() {
+        // A tie: the clock reaches the deadline and the work completes before the task
+        // runs again. The inner future is polled first, so the work wins.
         let clock = ManualClock::new();
+        let deadline = Nanos::from_duration(Duration::from_secs(5));
         let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
         let task = {
             let clock = clock.clone();
-            tokio::spawn(async move {
-                timeout_at(
-                    &clock,
-                    TimeoutPhase::Total,
-                    Nanos::from_duration(Duration::from_secs(5)),
-                    rx,
-                )
-                .await
-            })
+            tokio::spawn(async move { timeout_at(&clock, TimeoutPhase::Total, deadline, rx).await })
         };
+        tokio::task::yield_now().await; // the task polls once and arms its timer
         clock.advance(Duration::from_secs(4));
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished(), "fired before its deadline");
+        clock.advance(Duration::from_secs(1)); // exactly the deadline: the timer is due
+        assert_eq!(clock.now(), deadline);
         assert!(tx.send(9).is_ok());
         let result = task.await;
         assert!(matches!(result, Ok(Ok(Ok(9)))), "{result:?}");
