@@ -263,12 +263,25 @@ mod tests {
             assert_eq!(b.exponential(retry), 2_000 * MS, "retry {retry}");
         }
         let huge = Backoff::new(Duration::from_secs(1), Duration::MAX, Jitter::None);
-        let huge = huge.unwrap_or_default();
+        let Ok(huge) = huge else {
+            unreachable!("valid backoff rejected: {huge:?}")
+        };
         assert_eq!(huge.exponential(1000), Duration::MAX);
-        // Jitter on a delay too large for u64 nanoseconds stays finite and capped.
-        let huge = huge.with_jitter(Jitter::default()).unwrap_or_default();
-        let d = huge.delay(1000, None, &mut SmallRng::seed_from_u64(1));
-        assert!(d <= Duration::from_nanos(u64::MAX));
+        // Jitter on a delay too large for u64 nanoseconds works on the saturated value
+        // (u64::MAX ns, about 584 years): the default proportional jitter keeps it within
+        // 20% below that, finite and capped.
+        let jittered = huge.with_jitter(Jitter::default());
+        let Ok(huge) = jittered else {
+            unreachable!("valid jitter rejected: {jittered:?}")
+        };
+        let ceiling = Duration::from_nanos(u64::MAX);
+        for seed in 0..50 {
+            let d = huge.delay(1000, None, &mut SmallRng::seed_from_u64(seed));
+            assert!(
+                d > ceiling.mul_f64(0.8) && d <= ceiling,
+                "seed {seed}: {d:?} vs {ceiling:?}"
+            );
+        }
     }
 
     #[test]
