@@ -289,7 +289,7 @@ mod tests {
     async fn clones_share_slots_and_cancelled_waits_leak_nothing() {
         let b = bulkhead(3, 10 * MS);
         let clone = b.clone();
-        let permits: Vec<_> = (0..3).map(|_| clone.try_acquire()).collect();
+        let mut permits: Vec<_> = (0..3).map(|_| clone.try_acquire()).collect();
         assert!(permits.iter().all(Result::is_ok));
         assert!(b.try_acquire().is_err());
         // A waiter dropped before it gets a slot leaves no trace.
@@ -299,6 +299,22 @@ mod tests {
             let polled = poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
             assert!(polled);
         }
+        assert_eq!(b.available(), 0);
+        // A queued waiter that is handed a released slot, then dropped before it is
+        // polled again to take it, gives the slot back.
+        {
+            let waiting = b.acquire();
+            let mut waiting = pin!(waiting);
+            let polled = poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
+            assert!(polled, "queued");
+            drop(permits.pop());
+            assert_eq!(
+                b.available(),
+                0,
+                "the released slot went to the queued waiter"
+            );
+        }
+        assert_eq!(b.available(), 1, "the dropped waiter returned the slot");
         drop(permits);
         assert_eq!((b.available(), clone.in_flight()), (3, 0));
     }
