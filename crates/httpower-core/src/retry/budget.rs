@@ -136,10 +136,10 @@ impl RetryBudgetBuilder {
         if self.ttl < Duration::from_millis(10) || self.ttl > Duration::from_secs(3600) {
             return Err(BudgetError::InvalidTtl { ttl: self.ttl });
         }
-        Ok(self.build_unchecked(Box::new(clock)))
+        Ok(self.build_unchecked(Arc::new(clock)))
     }
 
-    fn build_unchecked(self, clock: Box<dyn Clock>) -> RetryBudget {
+    fn build_unchecked(self, clock: Arc<dyn Clock>) -> RetryBudget {
         // The ratio is within [0, 1000]: the scaled value fits and stays exact enough.
         let ratio_scaled = (self.ratio * SCALE as f64).round() as u128;
         let floor = u128::from(self.min_per_sec) * self.ttl.as_nanos() / 1_000_000_000;
@@ -185,7 +185,7 @@ pub struct RetryBudget {
 /// approximate guard against retry storms and this does not change what it protects
 /// against. A single thread sees exactly the behaviour of a fully locked ring.
 struct Inner {
-    clock: Box<dyn Clock>,
+    clock: Arc<dyn Clock>,
     ratio: f64,
     ratio_scaled: u128,
     min_per_sec: u32,
@@ -231,8 +231,13 @@ impl Default for RetryBudget {
 impl RetryBudget {
     /// The default budget (ratio 0.2, 10 retries/s floor, 10 s window) on `clock`.
     pub fn new(clock: impl Clock) -> Self {
+        RetryBudget::with_shared_clock(Arc::new(clock))
+    }
+
+    /// The default budget on a clock that is already shared.
+    pub(crate) fn with_shared_clock(clock: Arc<dyn Clock>) -> Self {
         // The defaults are valid, so they skip validation.
-        RetryBudgetBuilder::default().build_unchecked(Box::new(clock))
+        RetryBudgetBuilder::default().build_unchecked(clock)
     }
 
     /// A builder to choose the ratio, floor and window.

@@ -167,7 +167,8 @@ type Hook = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
 
 #[derive(Debug, Clone)]
 enum BudgetChoice {
-    /// A fresh default budget on the monotonic clock, made at `build`.
+    /// A fresh default budget, made at `build` on the builder's clock (the monotonic
+    /// clock unless [`RetryPolicyBuilder::clock`] was called).
     Default,
     Shared(RetryBudget),
     Disabled,
@@ -182,6 +183,7 @@ pub struct RetryPolicyBuilder {
     jitter: Jitter,
     max_retry_after: Duration,
     budget: BudgetChoice,
+    clock: Option<Arc<dyn Clock>>,
     on_retry: Option<Hook>,
 }
 
@@ -194,6 +196,7 @@ impl fmt::Debug for RetryPolicyBuilder {
             .field("jitter", &self.jitter)
             .field("max_retry_after", &self.max_retry_after)
             .field("budget", &self.budget)
+            .field("clock", &self.clock)
             .field("on_retry", &self.on_retry.is_some())
             .finish()
     }
@@ -209,6 +212,7 @@ impl Default for RetryPolicyBuilder {
             jitter: backoff.jitter(),
             max_retry_after: Duration::from_secs(60),
             budget: BudgetChoice::Default,
+            clock: None,
             on_retry: None,
         }
     }
@@ -266,6 +270,20 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// The clock of the default budget (default: the process's monotonic clock).
+    ///
+    /// The budget's window moves with this clock, so give it the clock that drives the
+    /// calls: a pipeline on a [`ManualClock`](crate::clock::ManualClock) or on tokio's
+    /// paused time should pass the same clock here, or its budget would refill on real
+    /// time while everything else runs on test time. Only the default budget uses it: a
+    /// budget passed to [`budget`](RetryPolicyBuilder::budget) keeps its own clock, and
+    /// the policy itself reads time from the clock given to [`RetryPolicy::run`] or
+    /// [`RetryState::next_on`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
     /// Calls `hook` before each retry's wait (to log or count retries). It runs inline,
     /// so it should be quick.
     pub fn on_retry(mut self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
@@ -277,7 +295,10 @@ impl RetryPolicyBuilder {
     pub fn build(self) -> Result<RetryPolicy, RetryPolicyError> {
         let backoff = Backoff::new(self.base_delay, self.max_delay, self.jitter)?;
         let budget = match self.budget {
-            BudgetChoice::Default => Some(RetryBudget::default()),
+            BudgetChoice::Default => Some(match self.clock {
+                Some(clock) => RetryBudget::with_shared_clock(clock),
+                None => RetryBudget::default(),
+            }),
             BudgetChoice::Shared(budget) => Some(budget),
             BudgetChoice::Disabled => None,
         };
@@ -295,8 +316,10 @@ impl RetryPolicyBuilder {
 ///
 /// Defaults: 3 retries, [`Backoff::default`], `max_retry_after` 60 s, and a fresh
 /// [`RetryBudget::default`] (build the policy once and clone it, so that the budget is
-/// shared). The default budget reads the process's monotonic clock; a test that drives
-/// time by hand should pass [`RetryPolicyBuilder::budget`] a budget on its own clock.
+/// shared). The default budget reads the process's monotonic clock unless
+/// [`RetryPolicyBuilder::clock`] names another one; a test that drives time by hand
+/// should set that clock, or pass [`RetryPolicyBuilder::budget`] a budget on its own
+/// clock.
 #[derive(Clone)]
 pub struct RetryPolicy {
     max_retries: u32,
@@ -715,6 +738,42 @@ mod tests {
         assert!(p.budget().is_some(), "budget on by default");
         let built = RetryPolicy::builder().build();
         assert!(matches!(&built, Ok(b) if b.budget().is_some() && b.max_retries() == 3));
+    }
+
+    #[test]
+    fn default_budget_runs_on_the_builder_clock() {
+        let clock = ManualClock::new();
+        let p = policy(RetryPolicy::builder().clock(clock.clone()));
+        let Some(spent) = p.budget() else {
+            unreachable!("the default budget is on")
+        };
+        // The default budget: a floor of 10 retries/s over a 10 s window.
+        let granted = (0..1_000).filter(|_| spent.try_withdraw()).count();
+        assert_eq!(granted, 100);
+        assert_eq!(spent.remaining(), 0);
+        // Only the manual clock can move the window: a budget on the monotonic clock
+        // would still be spent.
+        clock.advance(10 * SEC);
+        assert_eq!(spent.remaining(), 100);
+        // A budget passed explicitly keeps its own clock.
+        let own = ManualClock::new();
+        let p = policy(RetryPolicy::builder().clock(clock.clone()).budget(budget(
+            own.clone(),
+            0.0,
+            1,
+        )));
+        let Some(spent) = p.budget() else {
+            unreachable!("an explicit budget is on")
+        };
+        assert_eq!((0..100).filter(|_| spent.try_withdraw()).count(), 10);
+        clock.advance(10 * SEC);
+        assert_eq!(
+            spent.remaining(),
+            0,
+            "the builder's clock is not the budget's"
+        );
+        own.advance(10 * SEC);
+        assert_eq!(spent.remaining(), 10);
     }
 
     #[test]
