@@ -163,7 +163,20 @@ impl RetryPolicyError {
     }
 }
 
-type Hook = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+/// Retries after the first attempt unless the builder says otherwise.
+const DEFAULT_MAX_RETRIES: u32 = 3;
+/// The longest server hint honoured by waiting unless the builder says otherwise.
+const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The `on_retry` hook, shared by the clones of a policy.
+#[derive(Clone)]
+struct Hook(Arc<dyn Fn(&RetryEvent) + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hook").finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug, Clone)]
 enum BudgetChoice {
@@ -175,7 +188,7 @@ enum BudgetChoice {
 }
 
 /// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`] for the defaults.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicyBuilder {
     max_retries: u32,
     base_delay: Duration,
@@ -187,30 +200,15 @@ pub struct RetryPolicyBuilder {
     on_retry: Option<Hook>,
 }
 
-impl fmt::Debug for RetryPolicyBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicyBuilder")
-            .field("max_retries", &self.max_retries)
-            .field("base_delay", &self.base_delay)
-            .field("max_delay", &self.max_delay)
-            .field("jitter", &self.jitter)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("budget", &self.budget)
-            .field("clock", &self.clock)
-            .field("on_retry", &self.on_retry.is_some())
-            .finish()
-    }
-}
-
 impl Default for RetryPolicyBuilder {
     fn default() -> Self {
         let backoff = Backoff::default();
         RetryPolicyBuilder {
-            max_retries: 3,
+            max_retries: DEFAULT_MAX_RETRIES,
             base_delay: backoff.base_delay(),
             max_delay: backoff.max_delay(),
             jitter: backoff.jitter(),
-            max_retry_after: Duration::from_secs(60),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             budget: BudgetChoice::Default,
             clock: None,
             on_retry: None,
@@ -287,13 +285,23 @@ impl RetryPolicyBuilder {
     /// Calls `hook` before each retry's wait (to log or count retries). It runs inline,
     /// so it should be quick.
     pub fn on_retry(mut self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
-        self.on_retry = Some(Arc::new(hook));
+        self.on_retry = Some(Hook(Arc::new(hook)));
         self
     }
 
     /// The validated policy.
     pub fn build(self) -> Result<RetryPolicy, RetryPolicyError> {
         let backoff = Backoff::new(self.base_delay, self.max_delay, self.jitter)?;
+        Ok(self.with_backoff(backoff))
+    }
+
+    /// The policy, with `backoff` standing for the builder's (already validated)
+    /// base delay, cap and jitter. Everything else cannot be invalid.
+    fn with_backoff(self, backoff: Backoff) -> RetryPolicy {
+        debug_assert_eq!(
+            (backoff.base_delay(), backoff.max_delay(), backoff.jitter()),
+            (self.base_delay, self.max_delay, self.jitter)
+        );
         let budget = match self.budget {
             BudgetChoice::Default => Some(match self.clock {
                 Some(clock) => RetryBudget::with_shared_clock(clock),
@@ -302,13 +310,13 @@ impl RetryPolicyBuilder {
             BudgetChoice::Shared(budget) => Some(budget),
             BudgetChoice::Disabled => None,
         };
-        Ok(RetryPolicy {
+        RetryPolicy {
             max_retries: self.max_retries,
             backoff,
             max_retry_after: self.max_retry_after,
             budget,
             on_retry: self.on_retry,
-        })
+        }
     }
 }
 
@@ -320,7 +328,7 @@ impl RetryPolicyBuilder {
 /// [`RetryPolicyBuilder::clock`] names another one; a test that drives time by hand
 /// should set that clock, or pass [`RetryPolicyBuilder::budget`] a budget on its own
 /// clock.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     max_retries: u32,
     backoff: Backoff,
@@ -329,27 +337,10 @@ pub struct RetryPolicy {
     on_retry: Option<Hook>,
 }
 
-impl fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("max_retries", &self.max_retries)
-            .field("backoff", &self.backoff)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("budget", &self.budget)
-            .field("on_retry", &self.on_retry.is_some())
-            .finish()
-    }
-}
-
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            backoff: Backoff::default(),
-            max_retry_after: Duration::from_secs(60),
-            budget: Some(RetryBudget::default()),
-            on_retry: None,
-        }
+        // The default builder holds `Backoff::default()`'s settings, which are valid.
+        RetryPolicyBuilder::default().with_backoff(Backoff::default())
     }
 }
 
@@ -540,7 +531,7 @@ impl RetryState<'_> {
         match &step {
             Step::Stop(stop) => self.stopped = Some(*stop),
             Step::Retry(event) => {
-                if let Some(hook) = &self.policy.on_retry {
+                if let Some(Hook(hook)) = &self.policy.on_retry {
                     hook(event);
                 }
             }
@@ -774,6 +765,25 @@ mod tests {
         );
         own.advance(10 * SEC);
         assert_eq!(spent.remaining(), 10);
+    }
+
+    #[test]
+    fn default_policy_is_the_default_builder() {
+        let built = default_built();
+        let default = RetryPolicy::default();
+        // Debug shows every setting (the budget's included), so equal output means the
+        // same configuration.
+        assert_eq!(format!("{default:?}"), format!("{built:?}"));
+        assert!(format!("{default:?}").contains("on_retry: None"));
+        let hooked = policy(RetryPolicy::builder().on_retry(|_| {}));
+        assert!(format!("{hooked:?}").contains("on_retry: Some(Hook"));
+    }
+
+    fn default_built() -> RetryPolicy {
+        match RetryPolicy::builder().build() {
+            Ok(p) => p,
+            Err(e) => unreachable!("default policy rejected: {e}"),
+        }
     }
 
     #[test]
