@@ -20,6 +20,11 @@
 //! a retry to spend), so the budget also grants a small floor, `min_per_sec` retries per
 //! second of the window, regardless of traffic.
 //!
+//! The floor is granted per window, not as a rate: the whole `min_per_sec * ttl` (100
+//! retries with the defaults) is available at once, so it can be spent in a burst, and
+//! comes back only as those withdrawals expire, one bucket at a time, `ttl` later. Size
+//! it for the burst a dependency can take, not only for the average.
+//!
 //! The budget is shared by every clone, so all the copies of a client (and all the tasks
 //! using them) spend from the same account. Time is read from an injected
 //! [`Clock`]; the window is split into ten buckets that expire one
@@ -117,6 +122,9 @@ impl RetryBudgetBuilder {
     }
 
     /// Retries per second of the window that are allowed whatever the traffic.
+    ///
+    /// Granted per window: all `min_per_sec * ttl` of them can be taken at once (see
+    /// [`RetryBudget::floor_per_window`]).
     pub fn min_per_sec(mut self, min_per_sec: u32) -> Self {
         self.min_per_sec = min_per_sec;
         self
@@ -151,7 +159,9 @@ impl RetryBudgetBuilder {
                 min_per_sec: self.min_per_sec,
                 floor_retries: u64::try_from(floor).unwrap_or(u64::MAX),
                 ttl: self.ttl,
-                bucket_nanos: (duration_to_nanos(self.ttl) / BUCKETS as u64).max(1),
+                // `ttl` is at least 10 ms (checked by `build`, and true of the defaults),
+                // so a bucket is at least 1 ms wide and never zero.
+                bucket_nanos: duration_to_nanos(self.ttl) / BUCKETS as u64,
                 current: AtomicU64::new(0),
                 deposits: Default::default(),
                 window: Mutex::new(Window::default()),
@@ -294,7 +304,8 @@ impl RetryBudget {
         self.inner.ttl
     }
 
-    /// The retries the floor alone allows over one window: `min_per_sec * ttl`.
+    /// The retries the floor alone allows over one window: `min_per_sec * ttl`. They are
+    /// all available at once, so they can be spent in a burst.
     pub fn floor_per_window(&self) -> u64 {
         self.inner.floor_retries
     }
