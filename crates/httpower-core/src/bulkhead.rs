@@ -172,6 +172,7 @@ impl Bulkhead {
         Arc::clone(&self.inner.semaphore)
             .try_acquire_owned()
             .map(|permit| BulkheadPermit { _permit: permit })
+            // `NoPermits`; `Closed` cannot happen (see `acquire`).
             .map_err(|_| self.full(Duration::ZERO))
     }
 
@@ -190,6 +191,10 @@ impl Bulkhead {
         let acquired = poll_fn(|cx| {
             // The slot first: if both are ready, the caller gets to run.
             if let Poll::Ready(result) = slot.as_mut().poll(cx) {
+                // `acquire_owned` fails only on a closed semaphore. This one is private
+                // to the bulkhead and nothing ever closes it, so `result` is always `Ok`.
+                // Were it closed, no slot could ever be had: reporting the bulkhead as
+                // full is then accurate, and needs no panic.
                 return Poll::Ready(result.ok());
             }
             deadline.as_mut().poll(cx).map(|()| None)
