@@ -172,6 +172,7 @@ impl Bulkhead {
         Arc::clone(&self.inner.semaphore)
             .try_acquire_owned()
             .map(|permit| BulkheadPermit { _permit: permit })
+            // `NoPermits`; `Closed` cannot happen (see `acquire`).
             .map_err(|_| self.full(Duration::ZERO))
     }
 
@@ -190,6 +191,10 @@ impl Bulkhead {
         let acquired = poll_fn(|cx| {
             // The slot first: if both are ready, the caller gets to run.
             if let Poll::Ready(result) = slot.as_mut().poll(cx) {
+                // `acquire_owned` fails only on a closed semaphore. This one is private
+                // to the bulkhead and nothing ever closes it, so `result` is always `Ok`.
+                // Were it closed, no slot could ever be had: reporting the bulkhead as
+                // full is then accurate, and needs no panic.
                 return Poll::Ready(result.ok());
             }
             deadline.as_mut().poll(cx).map(|()| None)
@@ -289,7 +294,7 @@ mod tests {
     async fn clones_share_slots_and_cancelled_waits_leak_nothing() {
         let b = bulkhead(3, 10 * MS);
         let clone = b.clone();
-        let permits: Vec<_> = (0..3).map(|_| clone.try_acquire()).collect();
+        let mut permits: Vec<_> = (0..3).map(|_| clone.try_acquire()).collect();
         assert!(permits.iter().all(Result::is_ok));
         assert!(b.try_acquire().is_err());
         // A waiter dropped before it gets a slot leaves no trace.
@@ -299,6 +304,22 @@ mod tests {
             let polled = poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
             assert!(polled);
         }
+        assert_eq!(b.available(), 0);
+        // A queued waiter that is handed a released slot, then dropped before it is
+        // polled again to take it, gives the slot back.
+        {
+            let waiting = b.acquire();
+            let mut waiting = pin!(waiting);
+            let polled = poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx).is_pending())).await;
+            assert!(polled, "queued");
+            drop(permits.pop());
+            assert_eq!(
+                b.available(),
+                0,
+                "the released slot went to the queued waiter"
+            );
+        }
+        assert_eq!(b.available(), 1, "the dropped waiter returned the slot");
         drop(permits);
         assert_eq!((b.available(), clone.in_flight()), (3, 0));
     }

@@ -81,29 +81,41 @@ pub struct Elapsed {
 }
 
 pin_project_lite::pin_project! {
-    /// The future returned by [`timeout`] and [`timeout_at`].
+    /// The future returned by [`timeout`], [`timeout_at`] and [`timeout_at_after`].
+    ///
+    /// It holds the deadline, not a timer: the timer is created (and the clock's sleep
+    /// allocated) only the first time the inner future returns `Pending`, so an operation
+    /// that is ready at once costs no timer at all.
     #[must_use = "futures do nothing unless polled"]
-    pub struct Timeout<F> {
+    pub struct Timeout<'c, C: ?Sized, F> {
         #[pin]
         future: F,
-        sleep: Sleep,
+        clock: &'c C,
+        deadline: Nanos,
+        sleep: Option<Sleep>,
         elapsed: Elapsed,
     }
 }
 
-impl<F> fmt::Debug for Timeout<F> {
+impl<C: ?Sized, F> fmt::Debug for Timeout<'_, C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timeout")
             .field("phase", &self.elapsed.phase)
             .field("after", &self.elapsed.after)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
 
-impl<F> Timeout<F> {
+impl<C: ?Sized, F> Timeout<'_, C, F> {
     /// Which timeout this is.
     pub fn phase(&self) -> TimeoutPhase {
         self.elapsed.phase
+    }
+
+    /// The clock reading at which the timeout fires.
+    pub fn deadline(&self) -> Nanos {
+        self.deadline
     }
 
     /// Consumes the timeout, returning the inner future.
@@ -112,7 +124,11 @@ impl<F> Timeout<F> {
     }
 }
 
-impl<F: Future> Future for Timeout<F> {
+impl<C, F> Future for Timeout<'_, C, F>
+where
+    C: Clock + ?Sized,
+    F: Future,
+{
     type Output = Result<F::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -120,7 +136,12 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(output) = this.future.poll(cx) {
             return Poll::Ready(Ok(output));
         }
-        match this.sleep.as_mut().poll(cx) {
+        let clock = *this.clock;
+        let deadline = *this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| clock.sleep_until(deadline));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(*this.elapsed)),
             Poll::Pending => Poll::Pending,
         }
@@ -128,34 +149,64 @@ impl<F: Future> Future for Timeout<F> {
 }
 
 /// Runs `future` for at most `duration` of `clock` time, starting now.
-pub fn timeout<C, F>(clock: &C, phase: TimeoutPhase, duration: Duration, future: F) -> Timeout<F>
+///
+/// Reads the clock once, for the deadline.
+pub fn timeout<C, F>(
+    clock: &C,
+    phase: TimeoutPhase,
+    duration: Duration,
+    future: F,
+) -> Timeout<'_, C, F>
 where
     C: Clock + ?Sized,
     F: Future,
 {
     let deadline = clock.now() + duration;
-    Timeout {
-        future,
-        sleep: clock.sleep_until(deadline),
-        elapsed: Elapsed {
-            phase,
-            after: duration,
-        },
-    }
+    timeout_at_after(clock, phase, deadline, duration, future)
 }
 
 /// Runs `future` until `deadline` (a reading of `clock`) at the latest.
 ///
-/// The error's `after` is the time that was left when the timeout was set up.
-pub fn timeout_at<C, F>(clock: &C, phase: TimeoutPhase, deadline: Nanos, future: F) -> Timeout<F>
+/// The error's `after` is the time that was left when the timeout was set up, which
+/// costs one clock read; a caller that already knows it should use
+/// [`timeout_at_after`].
+pub fn timeout_at<C, F>(
+    clock: &C,
+    phase: TimeoutPhase,
+    deadline: Nanos,
+    future: F,
+) -> Timeout<'_, C, F>
 where
     C: Clock + ?Sized,
     F: Future,
 {
     let after = deadline.saturating_duration_since(clock.now());
+    timeout_at_after(clock, phase, deadline, after, future)
+}
+
+/// Runs `future` until `deadline` (a reading of `clock`) at the latest, reporting
+/// `after` as the time it was given.
+///
+/// Does not read the clock: use it when the caller has just computed `deadline` from a
+/// duration (`after` is then that duration, or the time left before an outer deadline
+/// when that one is earlier). The clock's sleep is created only if `future` returns
+/// `Pending`.
+pub fn timeout_at_after<C, F>(
+    clock: &C,
+    phase: TimeoutPhase,
+    deadline: Nanos,
+    after: Duration,
+    future: F,
+) -> Timeout<'_, C, F>
+where
+    C: Clock + ?Sized,
+    F: Future,
+{
     Timeout {
         future,
-        sleep: clock.sleep_until(deadline),
+        clock,
+        deadline,
+        sleep: None,
         elapsed: Elapsed { phase, after },
     }
 }
@@ -240,6 +291,112 @@ mod tests {
         })
         .await;
         assert_eq!(far, Ok(6));
+        // A pending future makes the timer be created and polled: the far deadline must
+        // neither overflow nor fire early, even after a year of (paused) time.
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let mut never = std::pin::pin!(timeout(
+            &clock,
+            TimeoutPhase::Total,
+            Duration::MAX,
+            std::future::pending::<()>()
+        ));
+        let mut never_at = std::pin::pin!(timeout_at(
+            &clock,
+            TimeoutPhase::Total,
+            Nanos::new(u64::MAX),
+            std::future::pending::<()>()
+        ));
+        assert!(poll_once(never.as_mut()).is_pending());
+        assert!(poll_once(never_at.as_mut()).is_pending());
+        tokio::time::advance(year).await;
+        assert!(clock.now().as_duration() >= year);
+        assert!(poll_once(never.as_mut()).is_pending());
+        assert!(poll_once(never_at.as_mut()).is_pending());
+    }
+
+    /// A manual clock that counts how often it is read and asked for a sleep.
+    #[derive(Debug, Default)]
+    struct CountingClock {
+        inner: ManualClock,
+        reads: std::sync::atomic::AtomicUsize,
+        sleeps: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Clock for CountingClock {
+        fn now(&self) -> Nanos {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.now()
+        }
+        fn sleep_until(&self, deadline: Nanos) -> Sleep {
+            self.sleeps
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.sleep_until(deadline)
+        }
+    }
+
+    impl CountingClock {
+        fn counts(&self) -> (usize, usize) {
+            use std::sync::atomic::Ordering::SeqCst;
+            (self.reads.load(SeqCst), self.sleeps.load(SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_futures_cost_no_timer() {
+        let clock = CountingClock::default();
+        let deadline = Nanos::from_duration(Duration::from_secs(5));
+        let after = Duration::from_secs(5);
+        let ready = timeout_at_after(&clock, TimeoutPhase::Attempt, deadline, after, async { 1 });
+        assert_eq!(ready.deadline(), deadline);
+        assert_eq!(ready.await, Ok(1));
+        assert_eq!(clock.counts(), (0, 0), "no clock read, no sleep");
+
+        let ready = timeout(&clock, TimeoutPhase::Attempt, after, async { 2 }).await;
+        assert_eq!(ready, Ok(2));
+        assert_eq!(
+            clock.counts(),
+            (1, 0),
+            "one read for the deadline, no sleep"
+        );
+
+        let ready = timeout_at(&clock, TimeoutPhase::Total, deadline, async { 3 }).await;
+        assert_eq!(ready, Ok(3));
+        assert_eq!(clock.counts(), (2, 0), "one read for `after`, no sleep");
+    }
+
+    #[tokio::test]
+    async fn the_timer_is_created_once_on_the_first_pending() {
+        let clock = CountingClock::default();
+        let deadline = Nanos::from_duration(Duration::from_secs(5));
+        let after = Duration::from_secs(3);
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut fut = std::pin::pin!(timeout_at_after(
+            &clock,
+            TimeoutPhase::Total,
+            deadline,
+            after,
+            rx
+        ));
+        for _ in 0..3 {
+            assert!(poll_once(fut.as_mut()).is_pending());
+        }
+        assert_eq!(clock.counts().1, 1, "one sleep for all the polls");
+        clock.inner.advance(Duration::from_secs(5));
+        let fired = poll_once(fut.as_mut());
+        assert_eq!(
+            fired,
+            Poll::Ready(Err(Elapsed {
+                phase: TimeoutPhase::Total,
+                after
+            }))
+        );
+        assert_eq!(clock.counts().1, 1);
+        drop(tx);
+    }
+
+    fn poll_once<Fut: Future>(fut: Pin<&mut Fut>) -> Poll<Fut::Output> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        fut.poll(&mut cx)
     }
 
     #[tokio::test]
@@ -272,21 +429,21 @@ mod tests {
 
     #[tokio::test]
     async fn manual_clock_lets_work_finish_first() {
+        // A tie: the clock reaches the deadline and the work completes before the task
+        // runs again. The inner future is polled first, so the work wins.
         let clock = ManualClock::new();
+        let deadline = Nanos::from_duration(Duration::from_secs(5));
         let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
         let task = {
             let clock = clock.clone();
-            tokio::spawn(async move {
-                timeout_at(
-                    &clock,
-                    TimeoutPhase::Total,
-                    Nanos::from_duration(Duration::from_secs(5)),
-                    rx,
-                )
-                .await
-            })
+            tokio::spawn(async move { timeout_at(&clock, TimeoutPhase::Total, deadline, rx).await })
         };
+        tokio::task::yield_now().await; // the task polls once and arms its timer
         clock.advance(Duration::from_secs(4));
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished(), "fired before its deadline");
+        clock.advance(Duration::from_secs(1)); // exactly the deadline: the timer is due
+        assert_eq!(clock.now(), deadline);
         assert!(tx.send(9).is_ok());
         let result = task.await;
         assert!(matches!(result, Ok(Ok(Ok(9)))), "{result:?}");

@@ -36,6 +36,8 @@ use rand::Rng;
 
 use crate::clock::duration_to_nanos;
 
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
 /// How randomness is applied to the exponential delay `d` of a retry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
@@ -173,8 +175,13 @@ impl Backoff {
             .and_then(|factor| self.base_delay.as_nanos().checked_mul(factor))
             .filter(|nanos| *nanos < self.max_delay.as_nanos());
         match capped {
-            // Below `max_delay`, so it fits in a `Duration`.
-            Some(nanos) => Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+            // Below `max_delay`, so it is a valid `Duration`; it may not fit in u64
+            // nanoseconds (when `max_delay` is over 584 years), so it is split into
+            // seconds (below `max_delay`'s, so they fit in u64) and sub-second nanos.
+            Some(nanos) => Duration::new(
+                (nanos / NANOS_PER_SEC) as u64,
+                (nanos % NANOS_PER_SEC) as u32,
+            ),
             None => self.max_delay,
         }
     }
@@ -204,8 +211,9 @@ impl Backoff {
             Jitter::Proportional { factor } => {
                 let exp = nanos(self.exponential(retry));
                 let r: f64 = rng.gen();
-                // `as` saturates; the multiplier is in [0, 1], so the result is <= exp.
-                let scaled = (exp as f64 * (1.0 - factor.clamp(0.0, 1.0) * r)) as u64;
+                // `new` keeps `factor` within [0, 1], so the multiplier is in [0, 1]. `as`
+                // saturates, and `exp as f64` can round above `exp`: hence the `min`.
+                let scaled = (exp as f64 * (1.0 - factor * r)) as u64;
                 Duration::from_nanos(scaled.min(exp))
             }
             Jitter::Decorrelated => {
@@ -263,12 +271,28 @@ mod tests {
             assert_eq!(b.exponential(retry), 2_000 * MS, "retry {retry}");
         }
         let huge = Backoff::new(Duration::from_secs(1), Duration::MAX, Jitter::None);
-        let huge = huge.unwrap_or_default();
+        let Ok(huge) = huge else {
+            unreachable!("valid backoff rejected: {huge:?}")
+        };
         assert_eq!(huge.exponential(1000), Duration::MAX);
-        // Jitter on a delay too large for u64 nanoseconds stays finite and capped.
-        let huge = huge.with_jitter(Jitter::default()).unwrap_or_default();
-        let d = huge.delay(1000, None, &mut SmallRng::seed_from_u64(1));
-        assert!(d <= Duration::from_nanos(u64::MAX));
+        // Below the cap but beyond u64 nanoseconds (about 2^34 s): exact, not saturated.
+        assert_eq!(huge.exponential(36), Duration::from_secs(1 << 35));
+        assert_eq!(huge.exponential(64), Duration::from_secs(1 << 63));
+        // Jitter on a delay too large for u64 nanoseconds works on the saturated value
+        // (u64::MAX ns, about 584 years): the default proportional jitter keeps it within
+        // 20% below that, finite and capped.
+        let jittered = huge.with_jitter(Jitter::default());
+        let Ok(huge) = jittered else {
+            unreachable!("valid jitter rejected: {jittered:?}")
+        };
+        let ceiling = Duration::from_nanos(u64::MAX);
+        for seed in 0..50 {
+            let d = huge.delay(1000, None, &mut SmallRng::seed_from_u64(seed));
+            assert!(
+                d > ceiling.mul_f64(0.8) && d <= ceiling,
+                "seed {seed}: {d:?} vs {ceiling:?}"
+            );
+        }
     }
 
     #[test]

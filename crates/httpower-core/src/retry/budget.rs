@@ -20,6 +20,11 @@
 //! a retry to spend), so the budget also grants a small floor, `min_per_sec` retries per
 //! second of the window, regardless of traffic.
 //!
+//! The floor is granted per window, not as a rate: the whole `min_per_sec * ttl` (100
+//! retries with the defaults) is available at once, so it can be spent in a burst, and
+//! comes back only as those withdrawals expire, one bucket at a time, `ttl` later. Size
+//! it for the burst a dependency can take, not only for the average.
+//!
 //! The budget is shared by every clone, so all the copies of a client (and all the tasks
 //! using them) spend from the same account. Time is read from an injected
 //! [`Clock`]; the window is split into ten buckets that expire one
@@ -50,10 +55,11 @@
 //! ```
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::clock::{duration_to_nanos, Clock, MonotonicClock, Nanos};
 
@@ -116,6 +122,9 @@ impl RetryBudgetBuilder {
     }
 
     /// Retries per second of the window that are allowed whatever the traffic.
+    ///
+    /// Granted per window: all `min_per_sec * ttl` of them can be taken at once (see
+    /// [`RetryBudget::floor_per_window`]).
     pub fn min_per_sec(mut self, min_per_sec: u32) -> Self {
         self.min_per_sec = min_per_sec;
         self
@@ -135,10 +144,10 @@ impl RetryBudgetBuilder {
         if self.ttl < Duration::from_millis(10) || self.ttl > Duration::from_secs(3600) {
             return Err(BudgetError::InvalidTtl { ttl: self.ttl });
         }
-        Ok(self.build_unchecked(Box::new(clock)))
+        Ok(self.build_unchecked(Arc::new(clock)))
     }
 
-    fn build_unchecked(self, clock: Box<dyn Clock>) -> RetryBudget {
+    fn build_unchecked(self, clock: Arc<dyn Clock>) -> RetryBudget {
         // The ratio is within [0, 1000]: the scaled value fits and stays exact enough.
         let ratio_scaled = (self.ratio * SCALE as f64).round() as u128;
         let floor = u128::from(self.min_per_sec) * self.ttl.as_nanos() / 1_000_000_000;
@@ -150,7 +159,11 @@ impl RetryBudgetBuilder {
                 min_per_sec: self.min_per_sec,
                 floor_retries: u64::try_from(floor).unwrap_or(u64::MAX),
                 ttl: self.ttl,
-                bucket_nanos: (duration_to_nanos(self.ttl) / BUCKETS as u64).max(1),
+                // `ttl` is at least 10 ms (checked by `build`, and true of the defaults),
+                // so a bucket is at least 1 ms wide and never zero.
+                bucket_nanos: duration_to_nanos(self.ttl) / BUCKETS as u64,
+                current: AtomicU64::new(0),
+                deposits: Default::default(),
                 window: Mutex::new(Window::default()),
             }),
         }
@@ -163,61 +176,57 @@ pub struct RetryBudget {
     inner: Arc<Inner>,
 }
 
+/// The window is a ring of [`BUCKETS`] buckets; slot `i % BUCKETS` holds bucket index `i`
+/// (time / bucket width) for the `BUCKETS` indexes ending at `current`.
+///
+/// Deposits happen on every logical call, so they do not take the mutex: when the clock
+/// is still in the `current` bucket, a deposit is one relaxed `fetch_add` on that bucket's
+/// counter. The mutex is taken only to move `current` forward (rolling the window, which
+/// clears the slots of the expired buckets) and by withdrawals, which must read the whole
+/// window and spend from it atomically.
+///
+/// A deposit that races a roll can be counted in a neighbouring bucket. A depositor
+/// whose clock read falls in a bucket that another thread has just left takes the lock
+/// and deposits into the new current bucket, so its deposit counts up to one bucket width
+/// longer than `ttl`. A depositor stalled for a whole `ttl` between reading `current` and
+/// adding may add to a slot that the roll has already cleared and reused for a newer
+/// bucket (or have its deposit cleared, if it adds first). Either way the error is at most
+/// one deposit per racing call, shifted by at most one window; the budget is an
+/// approximate guard against retry storms and this does not change what it protects
+/// against. A single thread sees exactly the behaviour of a fully locked ring.
 struct Inner {
-    clock: Box<dyn Clock>,
+    clock: Arc<dyn Clock>,
     ratio: f64,
     ratio_scaled: u128,
     min_per_sec: u32,
     floor_retries: u64,
     ttl: Duration,
     bucket_nanos: u64,
+    /// Index of the newest bucket in the window; written only with `window` locked.
+    current: AtomicU64,
+    /// Deposits per slot of the ring.
+    deposits: [AtomicU64; BUCKETS],
+    /// Withdrawals per slot; the lock also serialises rolling the window.
     window: Mutex<Window>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Bucket {
-    deposits: u64,
-    withdrawals: u64,
 }
 
 #[derive(Debug, Default)]
 struct Window {
-    buckets: [Bucket; BUCKETS],
-    /// Index (time / bucket width) of the bucket that `buckets[index % BUCKETS]` holds.
-    current: u64,
-    deposits: u64,
-    withdrawals: u64,
+    withdrawals: [u64; BUCKETS],
 }
 
-impl Window {
-    /// Expires the buckets that fell out of the window by `now_index`.
-    fn roll(&mut self, now_index: u64) {
-        if now_index <= self.current {
-            return;
-        }
-        let steps = (now_index - self.current).min(BUCKETS as u64);
-        for step in 1..=steps {
-            let slot = ((self.current + step) % BUCKETS as u64) as usize;
-            let expired = std::mem::take(&mut self.buckets[slot]);
-            self.deposits -= expired.deposits;
-            self.withdrawals -= expired.withdrawals;
-        }
-        self.current = now_index;
-    }
-
-    fn slot(&mut self) -> &mut Bucket {
-        &mut self.buckets[(self.current % BUCKETS as u64) as usize]
-    }
+fn slot(index: u64) -> usize {
+    (index % BUCKETS as u64) as usize
 }
 
 impl fmt::Debug for RetryBudget {
+    /// The settings only: reading the balance would read the clock and roll the window.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBudget")
             .field("ratio", &self.inner.ratio)
             .field("min_per_sec", &self.inner.min_per_sec)
             .field("ttl", &self.inner.ttl)
-            .field("remaining", &self.remaining())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -232,8 +241,13 @@ impl Default for RetryBudget {
 impl RetryBudget {
     /// The default budget (ratio 0.2, 10 retries/s floor, 10 s window) on `clock`.
     pub fn new(clock: impl Clock) -> Self {
+        RetryBudget::with_shared_clock(Arc::new(clock))
+    }
+
+    /// The default budget on a clock that is already shared.
+    pub(crate) fn with_shared_clock(clock: Arc<dyn Clock>) -> Self {
         // The defaults are valid, so they skip validation.
-        RetryBudgetBuilder::default().build_unchecked(Box::new(clock))
+        RetryBudgetBuilder::default().build_unchecked(clock)
     }
 
     /// A builder to choose the ratio, floor and window.
@@ -242,10 +256,20 @@ impl RetryBudget {
     }
 
     /// Records one original call (not a retry). Call it once per logical call.
+    ///
+    /// Lock-free while the clock stays in the current bucket; the first deposit in a new
+    /// bucket takes the lock to roll the window.
     pub fn deposit(&self) {
-        let mut window = self.lock_rolled();
-        window.slot().deposits += 1;
-        window.deposits += 1;
+        let inner = &*self.inner;
+        let now_index = self.index(inner.clock.now());
+        if now_index == inner.current.load(Ordering::Acquire) {
+            inner.deposits[slot(now_index)].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let _window = self.lock_rolled_to(now_index);
+        // `current` is only written under the lock, which this thread holds.
+        let current = inner.current.load(Ordering::Relaxed);
+        inner.deposits[slot(current)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes one retry from the budget; `false` (and nothing taken) when it is spent.
@@ -254,8 +278,8 @@ impl RetryBudget {
         if self.allowance(&window) == 0 {
             return false;
         }
-        window.slot().withdrawals += 1;
-        window.withdrawals += 1;
+        let current = self.inner.current.load(Ordering::Relaxed);
+        window.withdrawals[slot(current)] += 1;
         true
     }
 
@@ -280,15 +304,31 @@ impl RetryBudget {
         self.inner.ttl
     }
 
-    /// The retries the floor alone allows over one window: `min_per_sec * ttl`.
+    /// The retries the floor alone allows over one window: `min_per_sec * ttl`. They are
+    /// all available at once, so they can be spent in a burst.
     pub fn floor_per_window(&self) -> u64 {
         self.inner.floor_retries
     }
 
-    fn lock_rolled(&self) -> parking_lot::MutexGuard<'_, Window> {
-        let now_index = self.index(self.inner.clock.now());
-        let mut window = self.inner.window.lock();
-        window.roll(now_index);
+    fn lock_rolled(&self) -> MutexGuard<'_, Window> {
+        self.lock_rolled_to(self.index(self.inner.clock.now()))
+    }
+
+    /// Locks the window and expires the buckets that fell out of it by `now_index`.
+    fn lock_rolled_to(&self, now_index: u64) -> MutexGuard<'_, Window> {
+        let inner = &*self.inner;
+        let mut window = inner.window.lock();
+        let current = inner.current.load(Ordering::Relaxed);
+        if now_index > current {
+            let steps = (now_index - current).min(BUCKETS as u64);
+            for step in 1..=steps {
+                let expired = slot(current + step);
+                inner.deposits[expired].store(0, Ordering::Relaxed);
+                window.withdrawals[expired] = 0;
+            }
+            // Release: a depositor that sees the new index also sees the cleared slots.
+            inner.current.store(now_index, Ordering::Release);
+        }
         window
     }
 
@@ -298,9 +338,16 @@ impl RetryBudget {
 
     /// Whole retries available: `ratio * deposits + floor - withdrawals`, at least 0.
     fn allowance(&self, window: &Window) -> u64 {
-        let earned = self.inner.ratio_scaled * u128::from(window.deposits) / SCALE;
+        let deposits: u128 = self
+            .inner
+            .deposits
+            .iter()
+            .map(|d| u128::from(d.load(Ordering::Relaxed)))
+            .sum();
+        let withdrawals: u128 = window.withdrawals.iter().copied().map(u128::from).sum();
+        let earned = self.inner.ratio_scaled * deposits / SCALE;
         let total = earned + u128::from(self.inner.floor_retries);
-        let left = total.saturating_sub(u128::from(window.withdrawals));
+        let left = total.saturating_sub(withdrawals);
         u64::try_from(left).unwrap_or(u64::MAX)
     }
 }
@@ -402,6 +449,64 @@ mod tests {
         assert_eq!(ok.min_per_sec(), 10);
         assert_eq!(ok.ttl(), Duration::from_secs(10));
         assert_eq!(ok.floor_per_window(), 100);
+    }
+
+    #[test]
+    fn debug_prints_settings_without_rolling() {
+        let clock = ManualClock::new();
+        let b = budget(&clock, 1.0, 0);
+        b.deposit();
+        clock.advance(Duration::from_secs(20));
+        let printed = format!("{b:?}");
+        assert!(printed.contains("ratio: 1.0"), "{printed}");
+        assert!(!printed.contains("remaining"), "{printed}");
+        // Printing did not roll the window: a deposit still takes the roll path and the
+        // old deposit has expired.
+        assert_eq!(b.inner.current.load(Ordering::Relaxed), 0);
+        assert_eq!(b.remaining(), 0);
+        assert_eq!(b.inner.current.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn concurrent_deposits_are_all_counted() {
+        let clock = ManualClock::new();
+        let b = budget(&clock, 1.0, 0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        b.deposit();
+                    }
+                });
+            }
+        });
+        assert_eq!(b.remaining(), 4_000);
+    }
+
+    #[test]
+    fn concurrent_deposits_across_rolls_stay_in_the_window() {
+        // Time moves by a bucket while others deposit: every deposit lands in some live
+        // bucket of the window (at most one bucket off), none is lost and none doubled.
+        let clock = ManualClock::new();
+        let b = budget(&clock, 1.0, 0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        b.deposit();
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for _ in 0..5 {
+                    clock.advance(Duration::from_secs(1));
+                    std::thread::yield_now();
+                }
+            });
+        });
+        assert_eq!(b.remaining(), 4_000);
+        clock.advance(Duration::from_secs(11)); // everything expires
+        assert_eq!(b.remaining(), 0);
     }
 
     #[derive(Debug, Clone)]

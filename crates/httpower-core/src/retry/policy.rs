@@ -163,18 +163,32 @@ impl RetryPolicyError {
     }
 }
 
-type Hook = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+/// Retries after the first attempt unless the builder says otherwise.
+const DEFAULT_MAX_RETRIES: u32 = 3;
+/// The longest server hint honoured by waiting unless the builder says otherwise.
+const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The `on_retry` hook, shared by the clones of a policy.
+#[derive(Clone)]
+struct Hook(Arc<dyn Fn(&RetryEvent) + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hook").finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug, Clone)]
 enum BudgetChoice {
-    /// A fresh default budget on the monotonic clock, made at `build`.
+    /// A fresh default budget, made at `build` on the builder's clock (the monotonic
+    /// clock unless [`RetryPolicyBuilder::clock`] was called).
     Default,
     Shared(RetryBudget),
     Disabled,
 }
 
 /// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`] for the defaults.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicyBuilder {
     max_retries: u32,
     base_delay: Duration,
@@ -182,33 +196,21 @@ pub struct RetryPolicyBuilder {
     jitter: Jitter,
     max_retry_after: Duration,
     budget: BudgetChoice,
+    clock: Option<Arc<dyn Clock>>,
     on_retry: Option<Hook>,
-}
-
-impl fmt::Debug for RetryPolicyBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicyBuilder")
-            .field("max_retries", &self.max_retries)
-            .field("base_delay", &self.base_delay)
-            .field("max_delay", &self.max_delay)
-            .field("jitter", &self.jitter)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("budget", &self.budget)
-            .field("on_retry", &self.on_retry.is_some())
-            .finish()
-    }
 }
 
 impl Default for RetryPolicyBuilder {
     fn default() -> Self {
         let backoff = Backoff::default();
         RetryPolicyBuilder {
-            max_retries: 3,
+            max_retries: DEFAULT_MAX_RETRIES,
             base_delay: backoff.base_delay(),
             max_delay: backoff.max_delay(),
             jitter: backoff.jitter(),
-            max_retry_after: Duration::from_secs(60),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             budget: BudgetChoice::Default,
+            clock: None,
             on_retry: None,
         }
     }
@@ -266,28 +268,55 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// The clock of the default budget (default: the process's monotonic clock).
+    ///
+    /// The budget's window moves with this clock, so give it the clock that drives the
+    /// calls: a pipeline on a [`ManualClock`](crate::clock::ManualClock) or on tokio's
+    /// paused time should pass the same clock here, or its budget would refill on real
+    /// time while everything else runs on test time. Only the default budget uses it: a
+    /// budget passed to [`budget`](RetryPolicyBuilder::budget) keeps its own clock, and
+    /// the policy itself reads time from the clock given to [`RetryPolicy::run`] or
+    /// [`RetryState::next_on`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
     /// Calls `hook` before each retry's wait (to log or count retries). It runs inline,
     /// so it should be quick.
     pub fn on_retry(mut self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
-        self.on_retry = Some(Arc::new(hook));
+        self.on_retry = Some(Hook(Arc::new(hook)));
         self
     }
 
     /// The validated policy.
     pub fn build(self) -> Result<RetryPolicy, RetryPolicyError> {
         let backoff = Backoff::new(self.base_delay, self.max_delay, self.jitter)?;
+        Ok(self.with_backoff(backoff))
+    }
+
+    /// The policy, with `backoff` standing for the builder's (already validated)
+    /// base delay, cap and jitter. Everything else cannot be invalid.
+    fn with_backoff(self, backoff: Backoff) -> RetryPolicy {
+        debug_assert_eq!(
+            (backoff.base_delay(), backoff.max_delay(), backoff.jitter()),
+            (self.base_delay, self.max_delay, self.jitter)
+        );
         let budget = match self.budget {
-            BudgetChoice::Default => Some(RetryBudget::default()),
+            BudgetChoice::Default => Some(match self.clock {
+                Some(clock) => RetryBudget::with_shared_clock(clock),
+                None => RetryBudget::default(),
+            }),
             BudgetChoice::Shared(budget) => Some(budget),
             BudgetChoice::Disabled => None,
         };
-        Ok(RetryPolicy {
+        RetryPolicy {
             max_retries: self.max_retries,
             backoff,
             max_retry_after: self.max_retry_after,
             budget,
             on_retry: self.on_retry,
-        })
+        }
     }
 }
 
@@ -295,9 +324,11 @@ impl RetryPolicyBuilder {
 ///
 /// Defaults: 3 retries, [`Backoff::default`], `max_retry_after` 60 s, and a fresh
 /// [`RetryBudget::default`] (build the policy once and clone it, so that the budget is
-/// shared). The default budget reads the process's monotonic clock; a test that drives
-/// time by hand should pass [`RetryPolicyBuilder::budget`] a budget on its own clock.
-#[derive(Clone)]
+/// shared). The default budget reads the process's monotonic clock unless
+/// [`RetryPolicyBuilder::clock`] names another one; a test that drives time by hand
+/// should set that clock, or pass [`RetryPolicyBuilder::budget`] a budget on its own
+/// clock.
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     max_retries: u32,
     backoff: Backoff,
@@ -306,27 +337,10 @@ pub struct RetryPolicy {
     on_retry: Option<Hook>,
 }
 
-impl fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("max_retries", &self.max_retries)
-            .field("backoff", &self.backoff)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("budget", &self.budget)
-            .field("on_retry", &self.on_retry.is_some())
-            .finish()
-    }
-}
-
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            backoff: Backoff::default(),
-            max_retry_after: Duration::from_secs(60),
-            budget: Some(RetryBudget::default()),
-            on_retry: None,
-        }
+        // The default builder holds `Backoff::default()`'s settings, which are valid.
+        RetryPolicyBuilder::default().with_backoff(Backoff::default())
     }
 }
 
@@ -517,7 +531,7 @@ impl RetryState<'_> {
         match &step {
             Step::Stop(stop) => self.stopped = Some(*stop),
             Step::Retry(event) => {
-                if let Some(hook) = &self.policy.on_retry {
+                if let Some(Hook(hook)) = &self.policy.on_retry {
                     hook(event);
                 }
             }
@@ -715,6 +729,61 @@ mod tests {
         assert!(p.budget().is_some(), "budget on by default");
         let built = RetryPolicy::builder().build();
         assert!(matches!(&built, Ok(b) if b.budget().is_some() && b.max_retries() == 3));
+    }
+
+    #[test]
+    fn default_budget_runs_on_the_builder_clock() {
+        let clock = ManualClock::new();
+        let p = policy(RetryPolicy::builder().clock(clock.clone()));
+        let Some(spent) = p.budget() else {
+            unreachable!("the default budget is on")
+        };
+        // The default budget: a floor of 10 retries/s over a 10 s window.
+        let granted = (0..1_000).filter(|_| spent.try_withdraw()).count();
+        assert_eq!(granted, 100);
+        assert_eq!(spent.remaining(), 0);
+        // Only the manual clock can move the window: a budget on the monotonic clock
+        // would still be spent.
+        clock.advance(10 * SEC);
+        assert_eq!(spent.remaining(), 100);
+        // A budget passed explicitly keeps its own clock.
+        let own = ManualClock::new();
+        let p = policy(RetryPolicy::builder().clock(clock.clone()).budget(budget(
+            own.clone(),
+            0.0,
+            1,
+        )));
+        let Some(spent) = p.budget() else {
+            unreachable!("an explicit budget is on")
+        };
+        assert_eq!((0..100).filter(|_| spent.try_withdraw()).count(), 10);
+        clock.advance(10 * SEC);
+        assert_eq!(
+            spent.remaining(),
+            0,
+            "the builder's clock is not the budget's"
+        );
+        own.advance(10 * SEC);
+        assert_eq!(spent.remaining(), 10);
+    }
+
+    #[test]
+    fn default_policy_is_the_default_builder() {
+        let built = default_built();
+        let default = RetryPolicy::default();
+        // Debug shows every setting (the budget's included), so equal output means the
+        // same configuration.
+        assert_eq!(format!("{default:?}"), format!("{built:?}"));
+        assert!(format!("{default:?}").contains("on_retry: None"));
+        let hooked = policy(RetryPolicy::builder().on_retry(|_| {}));
+        assert!(format!("{hooked:?}").contains("on_retry: Some(Hook"));
+    }
+
+    fn default_built() -> RetryPolicy {
+        match RetryPolicy::builder().build() {
+            Ok(p) => p,
+            Err(e) => unreachable!("default policy rejected: {e}"),
+        }
     }
 
     #[test]

@@ -230,7 +230,111 @@ mod tests {
         assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).is_some());
     }
 
+    /// `date` written as IMF-fixdate, RFC 850 and asctime, in that order.
+    fn http_date_forms(date: u64) -> [String; 3] {
+        let imf = httpdate::fmt_http_date(at(date)); // `Sun, 06 Nov 1994 08:49:37 GMT`
+        let (wday, day, month, year, time) = (
+            &imf[0..3],
+            &imf[5..7],
+            &imf[8..11],
+            &imf[12..16],
+            &imf[17..25],
+        );
+        let long_wday = match wday {
+            "Mon" => "Monday",
+            "Tue" => "Tuesday",
+            "Wed" => "Wednesday",
+            "Thu" => "Thursday",
+            "Fri" => "Friday",
+            "Sat" => "Saturday",
+            _ => "Sunday",
+        };
+        let rfc850 = format!("{long_wday}, {day}-{month}-{} {time} GMT", &year[2..]);
+        let day_padded = format!("{:>2}", day.trim_start_matches('0'));
+        let asctime = format!("{wday} {month} {day_padded} {time} {year}");
+        [imf, rfc850, asctime]
+    }
+
+    /// One edit of a string, at a position taken modulo its length in characters.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(usize, char),
+        Insert(usize, char),
+        Delete(usize),
+        Truncate(usize),
+        Swap(usize, usize),
+    }
+
+    /// Characters that keep a date almost valid (digits, separators, letters) as well as
+    /// arbitrary ones, multi-byte characters included.
+    fn edit_char() -> impl proptest::strategy::Strategy<Value = char> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::char::range('0', '9'),
+            2 => proptest::sample::select(vec![' ', ',', '-', ':', '\t', 'G', 'M', 'T']),
+            2 => proptest::char::range('A', 'z'),
+            2 => any::<char>(),
+        ]
+    }
+
+    fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<usize>(), edit_char()).prop_map(|(at, c)| Edit::Replace(at, c)),
+            (any::<usize>(), edit_char()).prop_map(|(at, c)| Edit::Insert(at, c)),
+            any::<usize>().prop_map(Edit::Delete),
+            any::<usize>().prop_map(Edit::Truncate),
+            (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Swap(a, b)),
+        ]
+    }
+
+    fn apply(value: &str, edits: &[Edit]) -> String {
+        let mut chars: Vec<char> = value.chars().collect();
+        for edit in edits {
+            let len = chars.len().max(1);
+            match *edit {
+                Edit::Replace(at, c) if !chars.is_empty() => chars[at % len] = c,
+                Edit::Insert(at, c) => chars.insert(at % (chars.len() + 1), c),
+                Edit::Delete(at) if !chars.is_empty() => {
+                    chars.remove(at % len);
+                }
+                Edit::Truncate(at) => chars.truncate(at % len),
+                Edit::Swap(a, b) if !chars.is_empty() => chars.swap(a % len, b % len),
+                Edit::Replace(..) | Edit::Delete(_) | Edit::Swap(..) => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+
     proptest::proptest! {
+        /// Near-valid dates: each of the three forms with a few characters replaced,
+        /// inserted, deleted, swapped or cut off. The fixed-position parsing of RFC 850
+        /// dates is where a malformed value could index out of bounds or split a
+        /// multi-byte character; none may panic, and anything accepted must still be a
+        /// date httpdate can represent.
+        #[test]
+        fn retry_after_survives_mutated_dates(
+            now in 0u64..4_000_000_000,
+            offset in -1_500_000_000i64..1_500_000_000,
+            form in 0usize..3,
+            edits in proptest::collection::vec(edit(), 1..4),
+        ) {
+            // Within the window that RFC 850's two-digit years can express.
+            let date = now.saturating_add_signed(offset);
+            let original = &http_date_forms(date)[form];
+            proptest::prop_assert!(parse_retry_after(original, at(now)).is_some(), "{}", original);
+            let mutated = apply(original, &edits);
+            let parsed = parse_retry_after(&mutated, at(now));
+            if let Some(wait) = parsed {
+                if !mutated.trim_matches(|c| c == ' ' || c == '\t').bytes().all(|b| b.is_ascii_digit()) {
+                    proptest::prop_assert!(
+                        wait <= Duration::from_secs(253_402_300_799),
+                        "{:?} gave {:?}", mutated, wait
+                    );
+                }
+            }
+        }
+
         #[test]
         fn retry_after_never_panics(value in ".{0,40}", secs in 0u64..4_000_000_000) {
             let _ = parse_retry_after(&value, at(secs));
@@ -251,16 +355,7 @@ mod tests {
             offset in -1_500_000_000i64..1_500_000_000,
         ) {
             let date = now.saturating_add_signed(offset);
-            let imf = httpdate::fmt_http_date(at(date)); // `Sun, 06 Nov 1994 08:49:37 GMT`
-            let (wday, day, month, year, time) =
-                (&imf[0..3], &imf[5..7], &imf[8..11], &imf[12..16], &imf[17..25]);
-            let long_wday = match wday {
-                "Mon" => "Monday", "Tue" => "Tuesday", "Wed" => "Wednesday",
-                "Thu" => "Thursday", "Fri" => "Friday", "Sat" => "Saturday", _ => "Sunday",
-            };
-            let rfc850 = format!("{long_wday}, {day}-{month}-{} {time} GMT", &year[2..]);
-            let day_padded = format!("{:>2}", day.trim_start_matches('0'));
-            let asctime = format!("{wday} {month} {day_padded} {time} {year}");
+            let [imf, rfc850, asctime] = http_date_forms(date);
             let expected = parse_retry_after(&imf, at(now));
             proptest::prop_assert!(expected.is_some());
             proptest::prop_assert_eq!(parse_retry_after(&rfc850, at(now)), expected, "{}", rfc850);
