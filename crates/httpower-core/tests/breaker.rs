@@ -123,6 +123,50 @@ fn time_window_empties_after_idle() {
 }
 
 #[test]
+fn time_window_counts_stay_frozen_while_open() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(2)
+        .time_window(secs(10), 10)
+        .timeout(secs(60))
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    let mut rx = b.subscribe();
+    fail(&b);
+    fail(&b);
+    assert_eq!(state(&b), BreakerState::Open);
+    clock.advance(secs(60)); // far past the window: every bucket would have expired
+    let open = b.state();
+    assert_eq!(
+        (open.failures, open.calls),
+        (2, 2),
+        "open snapshot is frozen"
+    );
+    let probe = b.try_acquire().unwrap();
+    let half_open = b.state();
+    assert_eq!(half_open.state, BreakerState::HalfOpen);
+    assert_eq!((half_open.failures, half_open.calls), (2, 2));
+    assert!((half_open.failure_rate - 100.0).abs() < 1e-9);
+    let events = drain(&mut rx);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (events[0].from, events[0].to, events[0].failures),
+        (BreakerState::Closed, BreakerState::Open, 2)
+    );
+    assert_eq!(
+        (events[1].from, events[1].to, events[1].failures),
+        (BreakerState::Open, BreakerState::HalfOpen, 2)
+    );
+    assert!((events[1].failure_rate - 100.0).abs() < 1e-9);
+    probe.failure();
+    let reopened = drain(&mut rx);
+    assert_eq!(
+        (reopened[0].to, reopened[0].failures),
+        (BreakerState::Open, 2)
+    );
+}
+
+#[test]
 fn percentage_waits_for_minimum_calls() {
     let config = BreakerConfig::builder()
         .failure_threshold(20)

@@ -86,6 +86,10 @@ pub(crate) struct Core {
     consecutive_opens: u32,
     opened_at: Nanos,
     open_until: Nanos,
+    /// The window's totals when the breaker last left Closed. While not closed the
+    /// window is left alone (a time window would otherwise expire its buckets), and
+    /// events and snapshots report these.
+    frozen: Totals,
     probes_admitted: u32,
     probe_successes: u32,
     rng: SmallRng,
@@ -101,6 +105,7 @@ impl Core {
             consecutive_opens: 0,
             opened_at: Nanos::ZERO,
             open_until: Nanos::ZERO,
+            frozen: Totals::default(),
             probes_admitted: 0,
             probe_successes: 0,
             rng: SmallRng::from_entropy(),
@@ -252,8 +257,16 @@ impl Core {
         now: Nanos,
     ) -> StateChange {
         let from = self.state;
+        let t = if from == BreakerState::Closed || to == BreakerState::Closed {
+            // Leaving Closed: freeze the window as it is now. Entering Closed: the
+            // window has just been cleared.
+            self.window.totals(now)
+        } else {
+            self.frozen
+        };
         if from == BreakerState::Closed && to != BreakerState::Closed {
             self.opened_at = now;
+            self.frozen = t;
         }
         self.state = to;
         self.epoch = self.epoch.wrapping_add(1);
@@ -262,7 +275,6 @@ impl Core {
         if to != BreakerState::Open {
             self.forced = false;
         }
-        let t = self.window.totals(now);
         StateChange {
             key: None,
             from,
@@ -317,8 +329,8 @@ impl Core {
         } = if self.state == BreakerState::Closed {
             self.window.totals(now)
         } else {
-            // Frozen: report the window as it was when the breaker opened.
-            self.window.totals(self.opened_at)
+            // Frozen: the window as it was when the breaker opened.
+            self.frozen
         };
         let closed = self.state == BreakerState::Closed;
         BreakerSnapshot {
