@@ -474,6 +474,84 @@ fn forced_open_stays_open_until_closed() {
     assert!(b.try_acquire().is_ok());
 }
 
+/// A manual clock that counts how often it is read. A breaker reads the clock before it
+/// takes its lock, so a rejection without a clock read is one that did not lock.
+#[derive(Debug, Clone)]
+struct CountingClock {
+    inner: ManualClock,
+    reads: Arc<AtomicUsize>,
+}
+
+impl CountingClock {
+    fn new() -> Self {
+        CountingClock {
+            inner: ManualClock::new(),
+            reads: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for CountingClock {
+    fn now(&self) -> Nanos {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.now()
+    }
+
+    fn sleep_until(&self, deadline: Nanos) -> httpower_core::clock::Sleep {
+        self.inner.sleep_until(deadline)
+    }
+}
+
+#[test]
+fn forced_open_rejects_without_the_clock_or_the_lock() {
+    let config = BreakerConfig::builder().timeout(secs(7)).build().unwrap();
+    let clock = CountingClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    b.force_open();
+    let before = clock.reads();
+    for _ in 0..100 {
+        assert_eq!(b.try_acquire().unwrap_err().retry_after, secs(7));
+    }
+    assert_eq!(clock.reads(), before, "rejected on the atomic word alone");
+    b.force_close();
+    b.try_acquire().expect("closed again").success();
+}
+
+#[test]
+fn full_half_open_rejects_without_the_clock_or_the_lock() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(1)
+        .timeout(secs(1))
+        .half_open_requests(2)
+        .build()
+        .unwrap();
+    let clock = CountingClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    b.try_acquire().unwrap().failure();
+    clock.inner.advance(secs(1));
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    let before = clock.reads();
+    for _ in 0..100 {
+        assert_eq!(b.try_acquire().unwrap_err().retry_after, Duration::ZERO);
+    }
+    assert_eq!(clock.reads(), before, "rejected on the atomic word alone");
+    // Giving a slot back clears the flag: the next caller gets it.
+    drop(p1);
+    let p3 = b.try_acquire().expect("slot given back");
+    assert!(p3.is_probe());
+    assert!(b.try_acquire().is_err(), "full again");
+    p3.ignore();
+    let p4 = b.try_acquire().expect("ignored probe gave its slot back");
+    p2.success();
+    p4.success();
+    assert_eq!(b.state().state, BreakerState::Closed);
+}
+
 #[test]
 fn force_close_keeps_backoff_reset_forgets_it() {
     let config = BreakerConfig::builder()

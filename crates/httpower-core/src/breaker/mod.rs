@@ -73,8 +73,10 @@
 //! success into a full count window of successes reads the word again and returns. No
 //! lock, and no clock read unless the slow-call rule needs the call's start time (on
 //! common virtual machines a clock read costs more than the rest of the path). An open
-//! breaker rejects with one clock read and one atomic load. Failures, slow calls, time
-//! windows and the half-open state take a short `parking_lot` mutex. No lock is ever
+//! breaker rejects with one clock read and two atomic loads; a forced-open breaker, or a
+//! half-open one with every probe slot taken, rejects with atomic loads alone.
+//! Failures, slow calls, time windows and admitting probes take a short `parking_lot`
+//! mutex. No lock is ever
 //! held across an `.await` (there is none).
 //!
 //! # Example
@@ -161,8 +163,9 @@ pub struct BreakerOpen {
 struct Shared<C> {
     /// The packed state summary (see `state::pack`).
     word: AtomicU64,
-    /// While open and not forced: the `open_until` time in nanoseconds; otherwise 0.
-    /// Lets a rejected caller fail fast without the lock.
+    /// While open and not forced: the `open_until` time in nanoseconds; while forced
+    /// open: `state::FORCED`; otherwise 0. Lets a rejected caller fail fast without the
+    /// lock.
     reject_until: AtomicU64,
     /// Set by `try_acquire`, cleared by the registry's eviction sweep.
     touched: AtomicBool,
@@ -178,10 +181,17 @@ struct Shared<C> {
 impl<C: Clock> Shared<C> {
     /// Publishes the word for the current state, and the event if there is one. Called
     /// with the lock held so that the word and the event order follow the transitions.
+    /// Stores only what changed: every store happens under the lock, so a relaxed load
+    /// here sees the last one, and an unchanged value keeps its cache line shared.
     fn publish(&self, core: &Core, event: Option<StateChange>) {
-        self.word.store(core.word(), Ordering::Release);
-        self.reject_until
-            .store(core.reject_until(), Ordering::Release);
+        let word = core.word();
+        if self.word.load(Ordering::Relaxed) != word {
+            self.word.store(word, Ordering::Release);
+        }
+        let until = core.reject_until();
+        if self.reject_until.load(Ordering::Relaxed) != until {
+            self.reject_until.store(until, Ordering::Release);
+        }
         if let Some(mut change) = event {
             change.key.clone_from(&self.key);
             // No subscribers is not an error.
@@ -257,8 +267,18 @@ impl<C: Clock> CircuitBreaker<C> {
             let acquired_at = shared.timed.then(|| shared.clock.now());
             return Ok(self.permit(state::epoch_of(word), false, acquired_at));
         }
-        let now = shared.clock.now();
+        if state::is_full(word) {
+            return Err(BreakerOpen {
+                retry_after: Duration::ZERO,
+            });
+        }
         let until = shared.reject_until.load(Ordering::Acquire);
+        if until == state::FORCED {
+            return Err(BreakerOpen {
+                retry_after: shared.config.timeout,
+            });
+        }
+        let now = shared.clock.now();
         if now.as_u64() < until {
             return Err(BreakerOpen {
                 retry_after: Nanos::new(until).saturating_duration_since(now),
@@ -267,9 +287,8 @@ impl<C: Clock> CircuitBreaker<C> {
         let mut event = None;
         let mut core = shared.core.lock();
         let admitted = core.acquire(&shared.config, now, &mut event);
-        if event.is_some() {
-            shared.publish(&core, event);
-        }
+        // Publishes the transition, or the FULL bit when this took the last probe slot.
+        shared.publish(&core, event);
         drop(core);
         match admitted {
             Ok((epoch, probe)) => Ok(self.permit(epoch, probe, Some(now))),

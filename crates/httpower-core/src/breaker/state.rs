@@ -9,8 +9,11 @@
 //! * `record(Success)` returns immediately when the word says "Closed, same epoch, and
 //!   the window is a full count window of fast successes": pushing one more fast success
 //!   into such a window evicts a fast success, so it would change nothing.
+//! * `try_acquire` rejects immediately when the word says "half-open with every probe
+//!   slot taken" (the FULL bit), or when `reject_until` holds [`FORCED`].
 //!
-//! Everything else (open, half-open, failures, slow calls, time windows) takes the lock.
+//! Everything else (open, admitting probes, failures, slow calls, time windows) takes
+//! the lock.
 //! The epoch increases on every transition; a permit remembers the epoch it was issued
 //! in, and its outcome is ignored if the breaker has moved on since (a call admitted
 //! while closed that finishes after the breaker opened must not count as a probe).
@@ -31,21 +34,31 @@ const OPEN: u64 = 1;
 const HALF_OPEN: u64 = 2;
 const STATE_MASK: u64 = 0b11;
 const CLEAN: u64 = 0b100;
-const EPOCH_SHIFT: u32 = 3;
+const FULL: u64 = 0b1000;
+const EPOCH_SHIFT: u32 = 4;
 
-/// The atomic summary of a breaker: state, "a success is a no-op" flag, epoch.
-pub(crate) fn pack(state: BreakerState, clean: bool, epoch: u64) -> u64 {
+/// What `reject_until` holds while the breaker is forced open: no time ever reaches it.
+pub(crate) const FORCED: u64 = u64::MAX;
+
+/// The atomic summary of a breaker: state, "a success is a no-op" flag, "every probe
+/// slot is taken" flag, epoch.
+pub(crate) fn pack(state: BreakerState, clean: bool, full: bool, epoch: u64) -> u64 {
     let code = match state {
         BreakerState::Closed => CLOSED,
         BreakerState::Open => OPEN,
         BreakerState::HalfOpen => HALF_OPEN,
     };
-    (epoch << EPOCH_SHIFT) | (u64::from(clean) * CLEAN) | code
+    (epoch << EPOCH_SHIFT) | (u64::from(clean) * CLEAN) | (u64::from(full) * FULL) | code
 }
 
 /// True when the packed word says Closed.
 pub(crate) fn is_closed(word: u64) -> bool {
     word & STATE_MASK == CLOSED
+}
+
+/// True when the packed word says half-open with every probe slot taken.
+pub(crate) fn is_full(word: u64) -> bool {
+    word & FULL != 0
 }
 
 /// The epoch in a packed word.
@@ -55,7 +68,7 @@ pub(crate) fn epoch_of(word: u64) -> u64 {
 
 /// The word for which a fast success of a permit from `epoch` changes nothing.
 pub(crate) fn clean_closed(epoch: u64) -> u64 {
-    pack(BreakerState::Closed, true, epoch)
+    pack(BreakerState::Closed, true, false, epoch)
 }
 
 /// What a permit reports, after the slow check.
@@ -92,6 +105,8 @@ pub(crate) struct Core {
     frozen: Totals,
     probes_admitted: u32,
     probe_successes: u32,
+    /// `half_open_requests`, the number of probe slots.
+    probe_slots: u32,
     rng: SmallRng,
 }
 
@@ -108,6 +123,7 @@ impl Core {
             frozen: Totals::default(),
             probes_admitted: 0,
             probe_successes: 0,
+            probe_slots: config.half_open_requests,
             rng: SmallRng::from_entropy(),
         }
     }
@@ -115,15 +131,17 @@ impl Core {
     /// The packed summary of the current state.
     pub(crate) fn word(&self) -> u64 {
         let clean = self.state == BreakerState::Closed && self.window.success_is_noop();
-        pack(self.state, clean, self.epoch)
+        let full = self.state == BreakerState::HalfOpen && self.probes_admitted >= self.probe_slots;
+        pack(self.state, clean, full, self.epoch)
     }
 
-    /// What `Shared::reject_until` should hold: `open_until` while open and not forced.
+    /// What `Shared::reject_until` should hold: `open_until` while open, [`FORCED`]
+    /// while forced open, otherwise 0.
     pub(crate) fn reject_until(&self) -> u64 {
-        if self.state == BreakerState::Open && !self.forced {
-            self.open_until.as_u64()
-        } else {
-            0
+        match self.state {
+            BreakerState::Open if self.forced => FORCED,
+            BreakerState::Open => self.open_until.as_u64(),
+            _ => 0,
         }
     }
 
