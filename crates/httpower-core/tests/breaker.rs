@@ -553,6 +553,32 @@ fn full_half_open_rejects_without_the_clock_or_the_lock() {
 }
 
 #[test]
+fn stale_and_ignored_permits_skip_the_clock() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(1)
+        .time_window(secs(10), 10)
+        .timeout(secs(1))
+        .build()
+        .unwrap();
+    let clock = CountingClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    let stale = b.try_acquire().unwrap();
+    b.try_acquire().unwrap().failure();
+    clock.inner.advance(secs(1));
+    let probe = b.try_acquire().unwrap();
+    let before = clock.reads();
+    stale.failure(); // issued while closed: counts for nothing
+    probe.ignore(); // gives its slot back without a clock read
+    assert_eq!(clock.reads(), before);
+    let probe = b.try_acquire().expect("ignored probe gave its slot back");
+    b.force_open();
+    let before = clock.reads();
+    drop(probe); // stale probe: nothing to give back
+    assert_eq!(clock.reads(), before);
+    assert_eq!(b.state().state, BreakerState::Open);
+}
+
+#[test]
 fn force_close_keeps_backoff_reset_forgets_it() {
     let config = BreakerConfig::builder()
         .failure_threshold(1)

@@ -134,7 +134,7 @@ pub use config::{
 pub use events::{BreakerSnapshot, BreakerState, StateChange, TransitionReason};
 pub use registry::{BreakerRegistry, DEFAULT_IDLE_TIMEOUT, DEFAULT_SOFT_CAPACITY};
 
-use state::{Core, Report};
+use state::Core;
 
 /// Capacity of a breaker's (or registry's) event channel.
 const EVENT_CAPACITY: usize = 256;
@@ -196,6 +196,20 @@ impl<C: Clock> Shared<C> {
             change.key.clone_from(&self.key);
             // No subscribers is not an error.
             let _ = self.events.send(change);
+        }
+    }
+
+    /// A probe from `epoch` ended without a counted outcome: gives its slot back, unless
+    /// the breaker has moved on since (then there is nothing to give back, and the
+    /// atomic word says so without the lock).
+    fn release(&self, epoch: u64) {
+        if !state::in_epoch(self.word.load(Ordering::Acquire), epoch) {
+            return;
+        }
+        let mut core = self.core.lock();
+        if core.release(epoch) {
+            // Freeing a slot clears the FULL bit.
+            self.publish(&core, None);
         }
     }
 }
@@ -416,39 +430,36 @@ impl<C: Clock> BreakerPermit<C> {
         let Some(shared) = self.shared.take() else {
             return;
         };
-        let config = &shared.config;
-        if outcome == CallOutcome::Ignored && !self.probe {
+        if outcome == CallOutcome::Ignored {
+            // Counts neither way; a probe gives its slot back. No clock needed.
+            if self.probe {
+                shared.release(self.epoch);
+            }
             return;
         }
+        // A permit from an earlier epoch counts for nothing: the breaker has changed
+        // state since it was issued. The word says so without the clock or the lock.
+        let word = shared.word.load(Ordering::Acquire);
+        if !state::in_epoch(word, self.epoch) {
+            return;
+        }
+        let config = &shared.config;
         // Only the slow rule needs the clock before deciding whether to take the lock.
         let mut now = None;
         let mut slow = false;
-        if let (Some(rule), Some(start), true) = (
-            config.slow_call,
-            self.acquired_at,
-            outcome != CallOutcome::Ignored,
-        ) {
+        if let (Some(rule), Some(start)) = (config.slow_call, self.acquired_at) {
             let at = shared.clock.now();
             slow = at.saturating_duration_since(start) > rule.duration;
             now = Some(at);
         }
-        if outcome == CallOutcome::Success
-            && !slow
-            && shared.word.load(Ordering::Acquire) == state::clean_closed(self.epoch)
-        {
+        let failure = outcome == CallOutcome::Failure;
+        if !failure && !slow && word == state::clean_closed(self.epoch) {
             // A fast success into a full window of fast successes changes nothing.
             return;
         }
-        let report = match outcome {
-            CallOutcome::Ignored => Report::Ignored,
-            CallOutcome::Success | CallOutcome::Failure => Report::Call {
-                failure: outcome == CallOutcome::Failure,
-                slow,
-            },
-        };
         let now = now.unwrap_or_else(|| shared.clock.now());
         let mut core = shared.core.lock();
-        let event = core.record(config, self.epoch, report, now);
+        let event = core.record(config, self.epoch, failure, slow, now);
         shared.publish(&core, event);
     }
 
@@ -472,9 +483,7 @@ impl<C: Clock> Drop for BreakerPermit<C> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
             if self.probe {
-                let mut core = shared.core.lock();
-                core.release(self.epoch);
-                shared.publish(&core, None);
+                shared.release(self.epoch);
             }
         }
     }

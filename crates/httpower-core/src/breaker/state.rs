@@ -66,18 +66,14 @@ pub(crate) fn epoch_of(word: u64) -> u64 {
     word >> EPOCH_SHIFT
 }
 
+/// True when `word` is in the permit epoch `epoch` (the word keeps the epoch's low bits).
+pub(crate) fn in_epoch(word: u64, epoch: u64) -> bool {
+    epoch_of(word) == epoch_of(epoch << EPOCH_SHIFT)
+}
+
 /// The word for which a fast success of a permit from `epoch` changes nothing.
 pub(crate) fn clean_closed(epoch: u64) -> u64 {
     pack(BreakerState::Closed, true, false, epoch)
-}
-
-/// What a permit reports, after the slow check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Report {
-    /// A call that counts: failed or not, slow or not.
-    Call { failure: bool, slow: bool },
-    /// Counts neither way; a probe gives its slot back.
-    Ignored,
 }
 
 /// Failure percentage, 0 for an empty window.
@@ -181,29 +177,27 @@ impl Core {
         }
     }
 
-    /// Records the outcome of a permit issued in `epoch`.
+    /// Records the outcome of a call (failed or not, slow or not) whose permit was
+    /// issued in `epoch`. An ignored outcome is a [`release`](Self::release).
     pub(crate) fn record(
         &mut self,
         config: &BreakerConfig,
         epoch: u64,
-        report: Report,
+        failure: bool,
+        slow: bool,
         now: Nanos,
     ) -> Option<StateChange> {
         if epoch != self.epoch {
             return None;
         }
-        match (self.state, report) {
-            (BreakerState::Closed, Report::Ignored) | (BreakerState::Open, _) => None,
-            (BreakerState::Closed, Report::Call { failure, slow }) => {
+        match self.state {
+            BreakerState::Open => None,
+            BreakerState::Closed => {
                 self.window.record(now, failure, slow);
                 let reason = self.trip_reason(config, now)?;
                 Some(self.open(config, reason, now))
             }
-            (BreakerState::HalfOpen, Report::Ignored) => {
-                self.probes_admitted = self.probes_admitted.saturating_sub(1);
-                None
-            }
-            (BreakerState::HalfOpen, Report::Call { failure, slow }) => {
+            BreakerState::HalfOpen => {
                 if failure || slow {
                     return Some(self.open(config, TransitionReason::ProbeFailed, now));
                 }
@@ -223,10 +217,14 @@ impl Core {
         }
     }
 
-    /// A permit from `epoch` was dropped without an outcome.
-    pub(crate) fn release(&mut self, epoch: u64) {
+    /// A probe from `epoch` ended without a counted outcome (dropped, or ignored): it
+    /// gives its slot back. Returns whether it did (the word may have changed).
+    pub(crate) fn release(&mut self, epoch: u64) -> bool {
         if epoch == self.epoch && self.state == BreakerState::HalfOpen {
             self.probes_admitted = self.probes_admitted.saturating_sub(1);
+            true
+        } else {
+            false
         }
     }
 
