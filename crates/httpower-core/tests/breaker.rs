@@ -771,8 +771,10 @@ fn registry_hands_out_one_breaker_per_key() {
 
 #[test]
 fn registry_eviction_bounds_memory() {
+    // The open breaker's timeout outlasts the test, so it stays within it.
     let config = BreakerConfig::builder()
         .failure_threshold(1)
+        .timeout(secs(3600))
         .build()
         .unwrap();
     let clock = ManualClock::new();
@@ -808,6 +810,32 @@ fn registry_eviction_bounds_memory() {
     drop(held);
     registry.evict_idle();
     assert_eq!(registry.len(), 1);
+}
+
+#[test]
+fn registry_evicts_abandoned_open_breakers() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(1)
+        .timeout(secs(60))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let registry: BreakerRegistry<&'static str, _> =
+        BreakerRegistry::with_clock(config, clock.clone()).idle_timeout(secs(10));
+    registry.get(&"down").try_acquire().unwrap().failure();
+    registry.get(&"forced").force_open();
+    assert_eq!(registry.evict_idle(), 0, "the first sweep notices the use");
+    clock.advance(secs(69));
+    assert_eq!(registry.evict_idle(), 0, "open timeout + idle not yet over");
+    assert_eq!(registry.state(&"down").unwrap().state, BreakerState::Open);
+    clock.advance(secs(1));
+    assert_eq!(registry.evict_idle(), 1, "abandoned open breaker evicted");
+    assert!(registry.state(&"down").is_none());
+    clock.advance(secs(3600));
+    assert_eq!(registry.evict_idle(), 0, "a forced-open breaker is kept");
+    assert!(registry.state(&"forced").unwrap().forced);
+    // A fresh breaker replaces the evicted one.
+    assert!(registry.get(&"down").try_acquire().is_ok());
 }
 
 #[test]

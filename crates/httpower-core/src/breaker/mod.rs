@@ -375,8 +375,19 @@ impl<C: Clock> CircuitBreaker<C> {
         self.shared.touched.swap(false, Ordering::Relaxed)
     }
 
+    /// True when the atomic word says Closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.core.lock().is_closed()
+        state::is_closed(self.shared.word.load(Ordering::Acquire))
+    }
+
+    /// True when the breaker opened on its own (not forced) and its open timeout ended
+    /// at least `idle` before `now` without any caller turning it half-open.
+    pub(crate) fn is_abandoned_open(&self, now: Nanos, idle: Duration) -> bool {
+        if !state::is_open(self.shared.word.load(Ordering::Acquire)) {
+            return false;
+        }
+        let until = self.shared.reject_until.load(Ordering::Acquire);
+        until != state::FORCED && now >= Nanos::new(until) + idle
     }
 
     /// True when nothing but the caller's handle refers to this breaker (no clones, no

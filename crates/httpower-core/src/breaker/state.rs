@@ -56,6 +56,11 @@ pub(crate) fn is_closed(word: u64) -> bool {
     word & STATE_MASK == CLOSED
 }
 
+/// True when the packed word says Open.
+pub(crate) fn is_open(word: u64) -> bool {
+    word & STATE_MASK == OPEN
+}
+
 /// True when the packed word says half-open with every probe slot taken.
 pub(crate) fn is_full(word: u64) -> bool {
     word & FULL != 0
@@ -82,6 +87,17 @@ pub(crate) fn rate(part: u32, calls: u32) -> f64 {
         0.0
     } else {
         f64::from(part) * 100.0 / f64::from(calls)
+    }
+}
+
+/// A seed for the jitter generator. Only a breaker with jitter uses it, and then it is
+/// drawn from the thread's generator: seeding from the operating system would cost a
+/// system call for every breaker a registry creates.
+fn jitter_seed(config: &BreakerConfig) -> u64 {
+    if config.timeout_jitter > 0.0 {
+        rand::thread_rng().gen()
+    } else {
+        0
     }
 }
 
@@ -120,7 +136,7 @@ impl Core {
             probes_admitted: 0,
             probe_successes: 0,
             probe_slots: config.half_open_requests,
-            rng: SmallRng::from_entropy(),
+            rng: SmallRng::seed_from_u64(jitter_seed(config)),
         }
     }
 
@@ -331,10 +347,6 @@ impl Core {
             return None;
         }
         Some(self.transition(BreakerState::Closed, TransitionReason::Reset, now))
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state == BreakerState::Closed
     }
 
     pub(crate) fn snapshot(&mut self, now: Nanos) -> BreakerSnapshot {
