@@ -579,6 +579,47 @@ fn stale_and_ignored_permits_skip_the_clock() {
 }
 
 #[test]
+fn force_open_on_an_open_breaker_sends_no_event() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(1)
+        .timeout(secs(5))
+        .build()
+        .unwrap();
+    let (b, clock) = breaker(config);
+    let mut rx = b.subscribe();
+    fail(&b);
+    b.force_open();
+    let snap = b.state();
+    assert_eq!((snap.state, snap.forced), (BreakerState::Open, true));
+    clock.advance(secs(60));
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after,
+        secs(5),
+        "forced: the timeout no longer ends it"
+    );
+    b.force_close();
+    let got: Vec<_> = drain(&mut rx)
+        .into_iter()
+        .map(|e| (e.from, e.to, e.reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                BreakerState::Closed,
+                BreakerState::Open,
+                TransitionReason::FailureCount
+            ),
+            (
+                BreakerState::Open,
+                BreakerState::Closed,
+                TransitionReason::ForcedClose
+            ),
+        ]
+    );
+}
+
+#[test]
 fn force_close_keeps_backoff_reset_forgets_it() {
     let config = BreakerConfig::builder()
         .failure_threshold(1)
@@ -1099,10 +1140,11 @@ mod model {
         }
 
         pub fn force_open(&mut self) {
-            if !self.forced {
+            // Already open: only pinned open, no state change.
+            if self.state != St::Open {
                 self.go(St::Open);
-                self.forced = true;
             }
+            self.forced = true;
         }
 
         pub fn force_close(&mut self) {

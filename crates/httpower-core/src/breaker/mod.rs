@@ -326,7 +326,9 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Opens the breaker and keeps it open until [`force_close`](Self::force_close) or
-    /// [`reset`](Self::reset). Does not count as a consecutive opening.
+    /// [`reset`](Self::reset). Does not count as a consecutive opening. On a breaker that
+    /// is already open it only cancels the timeout; the state does not change, so no
+    /// event is sent.
     pub fn force_open(&self) {
         self.manual(Core::force_open);
     }
@@ -343,8 +345,9 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     fn manual(&self, op: fn(&mut Core, Nanos) -> Option<StateChange>) {
-        let now = self.shared.clock.now();
         let mut core = self.shared.core.lock();
+        // Read under the lock, so that event timestamps follow the order of the events.
+        let now = self.shared.clock.now();
         let event = op(&mut core, now);
         self.shared.publish(&core, event);
     }

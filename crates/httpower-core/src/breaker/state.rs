@@ -318,9 +318,11 @@ impl Core {
         }
     }
 
-    /// Opens the breaker until `force_close` or `reset`.
+    /// Opens the breaker until `force_close` or `reset`. An open breaker only becomes
+    /// forced: its state does not change, so there is no event.
     pub(crate) fn force_open(&mut self, now: Nanos) -> Option<StateChange> {
-        if self.forced {
+        if self.state == BreakerState::Open {
+            self.forced = true;
             return None;
         }
         let change = self.transition(BreakerState::Open, TransitionReason::ForcedOpen, now);
