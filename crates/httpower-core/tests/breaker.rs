@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use httpower_core::breaker::{
     BreakerConfig, BreakerOpen, BreakerRegistry, BreakerState, CallOutcome, CircuitBreaker,
-    StateChange, TransitionReason, Window,
+    StateChange, TransitionReason, Window, MAX_COUNT_WINDOW, MAX_TIME_BUCKETS,
 };
 use httpower_core::clock::{Clock, ManualClock, Nanos};
 
@@ -761,6 +761,31 @@ fn config_errors_name_the_field() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn config_errors_state_the_limits() {
+    let err = BreakerConfig::builder()
+        .count_window(MAX_COUNT_WINDOW + 1)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.problem().contains(&MAX_COUNT_WINDOW.to_string()),
+        "{err}"
+    );
+    let err = BreakerConfig::builder()
+        .time_window(secs(10), MAX_TIME_BUCKETS + 1)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.problem().contains(&MAX_TIME_BUCKETS.to_string()),
+        "{err}"
+    );
+    assert!(BreakerConfig::builder()
+        .failure_threshold(1)
+        .count_window(MAX_COUNT_WINDOW)
+        .build()
+        .is_ok());
 }
 
 #[test]
