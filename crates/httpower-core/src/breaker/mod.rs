@@ -336,15 +336,15 @@ impl<C: Clock> CircuitBreaker<C> {
     /// Closes the breaker and empties its window; keeps `consecutive_opens`, so the next
     /// automatic opening still gets a grown timeout.
     pub fn force_close(&self) {
-        self.manual(Core::force_close);
+        self.manual(|core, now| core.close_manually(TransitionReason::ForcedClose, now));
     }
 
     /// Returns the breaker to its initial state: closed, empty window, no opens counted.
     pub fn reset(&self) {
-        self.manual(Core::reset);
+        self.manual(|core, now| core.close_manually(TransitionReason::Reset, now));
     }
 
-    fn manual(&self, op: fn(&mut Core, Nanos) -> Option<StateChange>) {
+    fn manual(&self, op: impl FnOnce(&mut Core, Nanos) -> Option<StateChange>) {
         let mut core = self.shared.core.lock();
         // Read under the lock, so that event timestamps follow the order of the events.
         let now = self.shared.clock.now();

@@ -330,25 +330,24 @@ impl Core {
         Some(change)
     }
 
-    /// Closes the breaker and empties the window; keeps `consecutive_opens`.
-    pub(crate) fn force_close(&mut self, now: Nanos) -> Option<StateChange> {
+    /// Closes the breaker and empties the window, for `force_close` (`reason`
+    /// `ForcedClose`: keeps `consecutive_opens`) or `reset` (`Reset`: forgets them too,
+    /// back to a brand-new breaker). On a closed breaker there is no event, but the epoch
+    /// still moves on so that permits issued before do not count into the emptied window.
+    pub(crate) fn close_manually(
+        &mut self,
+        reason: TransitionReason,
+        now: Nanos,
+    ) -> Option<StateChange> {
+        if reason == TransitionReason::Reset {
+            self.consecutive_opens = 0;
+        }
         self.window.clear();
         if self.state == BreakerState::Closed {
             self.epoch = self.epoch.wrapping_add(1);
             return None;
         }
-        Some(self.transition(BreakerState::Closed, TransitionReason::ForcedClose, now))
-    }
-
-    /// Back to a brand-new breaker: closed, empty window, no opens remembered.
-    pub(crate) fn reset(&mut self, now: Nanos) -> Option<StateChange> {
-        self.consecutive_opens = 0;
-        self.window.clear();
-        if self.state == BreakerState::Closed {
-            self.epoch = self.epoch.wrapping_add(1);
-            return None;
-        }
-        Some(self.transition(BreakerState::Closed, TransitionReason::Reset, now))
+        Some(self.transition(BreakerState::Closed, reason, now))
     }
 
     pub(crate) fn snapshot(&mut self, now: Nanos) -> BreakerSnapshot {
