@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use httpower_core::breaker::{
-    BreakerConfig, BreakerOpen, BreakerRegistry, BreakerState, CallOutcome, CircuitBreaker,
-    StateChange, TransitionReason, Window, MAX_COUNT_WINDOW, MAX_TIME_BUCKETS,
+    BreakerConfig, BreakerConfigBuilder, BreakerOpen, BreakerRegistry, BreakerState, CallOutcome,
+    CircuitBreaker, StateChange, TransitionReason, Window, MAX_COUNT_WINDOW, MAX_TIME_BUCKETS,
 };
 use httpower_core::clock::{Clock, ManualClock, Nanos};
 
@@ -28,6 +28,22 @@ fn ms(m: u64) -> Duration {
 fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
     let clock = ManualClock::new();
     (CircuitBreaker::with_clock(config, clock.clone()), clock)
+}
+
+/// A breaker on a fresh manual clock, configured by `configure` from the defaults.
+fn breaker_with(
+    configure: impl FnOnce(BreakerConfigBuilder) -> BreakerConfigBuilder,
+) -> (CircuitBreaker<ManualClock>, ManualClock) {
+    breaker(configure(BreakerConfig::builder()).build().unwrap())
+}
+
+/// Fails calls until the breaker opens, then waits out its timeout: the next caller is
+/// the first probe.
+fn open_and_wait(b: &CircuitBreaker<ManualClock>, clock: &ManualClock) {
+    while state(b) == BreakerState::Closed {
+        fail(b);
+    }
+    clock.advance(b.config().timeout());
 }
 
 fn fail(b: &CircuitBreaker<ManualClock>) {
@@ -48,12 +64,7 @@ fn drain(rx: &mut tokio::sync::broadcast::Receiver<StateChange>) -> Vec<StateCha
 
 #[test]
 fn count_window_trips_at_the_threshold_call() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(3)
-        .count_window(5)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| c.failure_threshold(3).count_window(5));
     succeed(&b);
     fail(&b);
     succeed(&b);
@@ -71,12 +82,7 @@ fn count_window_trips_at_the_threshold_call() {
 
 #[test]
 fn count_window_forgets_old_failures() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .count_window(3)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| c.failure_threshold(2).count_window(3));
     fail(&b);
     succeed(&b);
     succeed(&b);
@@ -89,12 +95,7 @@ fn count_window_forgets_old_failures() {
 
 #[test]
 fn time_window_trips_and_forgets() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(3)
-        .time_window(secs(10), 10)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(3).time_window(secs(10), 10));
     fail(&b); // t = 0
     clock.advance(secs(5));
     fail(&b); // t = 5
@@ -109,12 +110,7 @@ fn time_window_trips_and_forgets() {
 
 #[test]
 fn time_window_empties_after_idle() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .time_window(secs(1), 4)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(2).time_window(secs(1), 4));
     fail(&b);
     clock.advance(secs(3600));
     assert_eq!(b.state().calls, 0);
@@ -124,13 +120,11 @@ fn time_window_empties_after_idle() {
 
 #[test]
 fn time_window_counts_stay_frozen_while_open() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .time_window(secs(10), 10)
-        .timeout(secs(60))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(2)
+            .time_window(secs(10), 10)
+            .timeout(secs(60))
+    });
     let mut rx = b.subscribe();
     fail(&b);
     fail(&b);
@@ -168,14 +162,12 @@ fn time_window_counts_stay_frozen_while_open() {
 
 #[test]
 fn percentage_waits_for_minimum_calls() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(20)
-        .count_window(20)
-        .failure_threshold_percentage(50.0)
-        .minimum_calls(10)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| {
+        c.failure_threshold(20)
+            .count_window(20)
+            .failure_threshold_percentage(50.0)
+            .minimum_calls(10)
+    });
     let mut rx = b.subscribe();
     for _ in 0..5 {
         fail(&b);
@@ -194,13 +186,11 @@ fn percentage_waits_for_minimum_calls() {
 
 #[test]
 fn slow_calls_open_the_breaker() {
-    let config = BreakerConfig::builder()
-        .count_window(10)
-        .minimum_calls(4)
-        .slow_calls(secs(1), 50.0)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.count_window(10)
+            .minimum_calls(4)
+            .slow_calls(secs(1), 50.0)
+    });
     let mut rx = b.subscribe();
     let slow_success = || {
         let permit = b.try_acquire().unwrap();
@@ -227,17 +217,14 @@ fn slow_calls_open_the_breaker() {
 
 #[test]
 fn slow_probe_counts_as_failed_probe() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .count_window(2)
-        .minimum_calls(2)
-        .slow_calls(secs(1), 100.0)
-        .timeout(secs(10))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(10));
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .count_window(2)
+            .minimum_calls(2)
+            .slow_calls(secs(1), 100.0)
+            .timeout(secs(10))
+    });
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     clock.advance(secs(2));
     probe.success();
@@ -246,12 +233,7 @@ fn slow_probe_counts_as_failed_probe() {
 
 #[test]
 fn open_fails_fast_then_probes_after_timeout() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(60))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(60)));
     fail(&b);
     assert_eq!(b.try_acquire().unwrap_err().retry_after, secs(60));
     clock.advance(secs(59));
@@ -272,14 +254,12 @@ fn open_fails_fast_then_probes_after_timeout() {
 
 #[test]
 fn open_timeout_grows_and_is_capped() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .timeout_multiplier(2.0)
-        .max_timeout(secs(5))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .timeout(secs(1))
+            .timeout_multiplier(2.0)
+            .max_timeout(secs(5))
+    });
     fail(&b);
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -299,13 +279,7 @@ fn open_timeout_grows_and_is_capped() {
 
 #[test]
 fn jitter_only_shortens_the_timeout() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(10))
-        .timeout_jitter(0.5)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(10)).timeout_jitter(0.5));
     let mut distinct = std::collections::HashSet::new();
     for _ in 0..50 {
         fail(&b);
@@ -320,14 +294,8 @@ fn jitter_only_shortens_the_timeout() {
 
 #[test]
 fn dropped_probe_frees_its_slot() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(1));
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(1)));
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     assert!(b.try_acquire().is_err());
     drop(probe);
@@ -343,16 +311,13 @@ fn dropped_probe_frees_its_slot() {
 
 #[test]
 fn success_threshold_below_half_open_requests() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .half_open_requests(3)
-        .success_threshold(2)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(1));
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .timeout(secs(1))
+            .half_open_requests(3)
+            .success_threshold(2)
+    });
+    open_and_wait(&b, &clock);
     let p1 = b.try_acquire().unwrap();
     let p2 = b.try_acquire().unwrap();
     let p3 = b.try_acquire().unwrap();
@@ -369,15 +334,9 @@ fn success_threshold_below_half_open_requests() {
 
 #[test]
 fn stale_permit_is_not_a_probe() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(1)));
     let old = b.try_acquire().unwrap();
-    fail(&b);
-    clock.advance(secs(1));
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     old.success();
     assert_eq!(
@@ -391,12 +350,7 @@ fn stale_permit_is_not_a_probe() {
 
 #[test]
 fn events_follow_each_transition() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .timeout(secs(5))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(2).timeout(secs(5)));
     let mut rx = b.subscribe();
     succeed(&b);
     fail(&b);
@@ -438,12 +392,7 @@ fn events_follow_each_transition() {
 
 #[test]
 fn first_event_reports_the_window() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .count_window(4)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| c.failure_threshold(2).count_window(4));
     let mut rx = b.subscribe();
     succeed(&b);
     succeed(&b);
@@ -457,8 +406,7 @@ fn first_event_reports_the_window() {
 
 #[test]
 fn forced_open_stays_open_until_closed() {
-    let config = BreakerConfig::builder().timeout(secs(1)).build().unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.timeout(secs(1)));
     b.force_open();
     clock.advance(secs(3600));
     let err = b.try_acquire().unwrap_err();
@@ -580,12 +528,7 @@ fn stale_and_ignored_permits_skip_the_clock() {
 
 #[test]
 fn force_open_on_an_open_breaker_sends_no_event() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(5))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(5)));
     let mut rx = b.subscribe();
     fail(&b);
     b.force_open();
@@ -621,13 +564,11 @@ fn force_open_on_an_open_breaker_sends_no_event() {
 
 #[test]
 fn force_close_keeps_backoff_reset_forgets_it() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .timeout_multiplier(3.0)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .timeout(secs(1))
+            .timeout_multiplier(3.0)
+    });
     fail(&b);
     b.force_close();
     fail(&b);
@@ -930,8 +871,7 @@ async fn half_open_admits_exactly_n() {
         .unwrap();
     for round in 0..100 {
         let (b, clock) = breaker(config.clone());
-        fail(&b);
-        clock.advance(secs(1));
+        open_and_wait(&b, &clock);
         let admitted = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(tokio::sync::Barrier::new(TASKS));
         let tried = Arc::new(tokio::sync::Barrier::new(TASKS));
@@ -983,23 +923,14 @@ fn permit_records_acquisition_time_when_it_matters() {
     );
     permit.success();
 
-    let config = BreakerConfig::builder()
-        .slow_calls(secs(1), 50.0)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.slow_calls(secs(1), 50.0));
     clock.advance(secs(7));
     let permit = b.try_acquire().unwrap();
     assert_eq!(permit.acquired_at(), Some(clock.now()));
     permit.success();
 
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(60));
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1));
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     assert_eq!(probe.acquired_at(), Some(clock.now()), "probes are timed");
 }
@@ -1375,16 +1306,14 @@ fn ignored_outcome_counts_neither_way() {
 #[test]
 fn concurrent_mixed_load_keeps_invariants() {
     const PROBES: u32 = 2;
-    let config = BreakerConfig::builder()
-        .failure_threshold(3)
-        .count_window(8)
-        .failure_threshold_percentage(40.0)
-        .minimum_calls(4)
-        .timeout(ms(50))
-        .half_open_requests(PROBES)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(3)
+            .count_window(8)
+            .failure_threshold_percentage(40.0)
+            .minimum_calls(4)
+            .timeout(ms(50))
+            .half_open_requests(PROBES)
+    });
     let mut rx = b.subscribe();
     std::thread::scope(|scope| {
         for t in 0..6u64 {
