@@ -943,6 +943,8 @@ mod model {
     use std::collections::VecDeque;
     use std::time::Duration;
 
+    use httpower_core::breaker::TransitionReason;
+
     #[derive(Debug, Clone)]
     pub struct Params {
         pub window: usize,
@@ -984,6 +986,8 @@ mod model {
         pub open_until: Duration,
         pub admitted: u32,
         pub successes: u32,
+        /// (from, to, reason) of each transition not yet taken by the check.
+        pub events: Vec<(St, St, TransitionReason)>,
     }
 
     impl Model {
@@ -999,10 +1003,12 @@ mod model {
                 open_until: Duration::ZERO,
                 admitted: 0,
                 successes: 0,
+                events: Vec::new(),
             }
         }
 
-        fn go(&mut self, to: St) {
+        fn go(&mut self, to: St, reason: TransitionReason) {
+            self.events.push((self.state, to, reason));
             self.state = to;
             self.epoch += 1;
             self.admitted = 0;
@@ -1010,14 +1016,14 @@ mod model {
             self.forced = false;
         }
 
-        fn open(&mut self) {
+        fn open(&mut self, reason: TransitionReason) {
             self.opens += 1;
             let mut t = self.p.timeout;
             for _ in 1..self.opens {
                 t = (t * self.p.multiplier).min(self.p.max_timeout);
             }
             self.open_until = self.now + t.min(self.p.max_timeout);
-            self.go(St::Open);
+            self.go(St::Open, reason);
         }
 
         pub fn acquire(&mut self) -> Result<Ticket, Duration> {
@@ -1032,7 +1038,7 @@ mod model {
                 St::Open if self.forced => Err(self.p.timeout),
                 St::Open if self.now < self.open_until => Err(self.open_until - self.now),
                 St::Open => {
-                    self.go(St::HalfOpen);
+                    self.go(St::HalfOpen, TransitionReason::TimeoutElapsed);
                     self.admitted = 1;
                     Ok(ticket(self.epoch, true))
                 }
@@ -1066,23 +1072,24 @@ mod model {
                     let slows = self.count(|e| e.1);
                     let pct = |n: u32| f64::from(n) * 100.0 / f64::from(calls);
                     let enough = calls >= self.p.minimum_calls;
-                    if failures >= self.p.failure_threshold
-                        || (enough && self.p.percentage.is_some_and(|p| pct(failures) >= p))
-                        || (enough && self.p.slow.is_some_and(|(_, p)| pct(slows) >= p))
-                    {
-                        self.open();
+                    if failures >= self.p.failure_threshold {
+                        self.open(TransitionReason::FailureCount);
+                    } else if enough && self.p.percentage.is_some_and(|p| pct(failures) >= p) {
+                        self.open(TransitionReason::FailureRate);
+                    } else if enough && self.p.slow.is_some_and(|(_, p)| pct(slows) >= p) {
+                        self.open(TransitionReason::SlowCallRate);
                     }
                 }
                 (St::HalfOpen, None) => self.admitted -= 1,
                 (St::HalfOpen, Some(failed)) => {
                     if failed || slow {
-                        self.open();
+                        self.open(TransitionReason::ProbeFailed);
                     } else {
                         self.successes += 1;
                         if self.successes >= self.p.success_threshold {
                             self.window.clear();
                             self.opens = 0;
-                            self.go(St::Closed);
+                            self.go(St::Closed, TransitionReason::ProbesSucceeded);
                         }
                     }
                 }
@@ -1098,23 +1105,27 @@ mod model {
         pub fn force_open(&mut self) {
             // Already open: only pinned open, no state change.
             if self.state != St::Open {
-                self.go(St::Open);
+                self.go(St::Open, TransitionReason::ForcedOpen);
             }
             self.forced = true;
         }
 
         pub fn force_close(&mut self) {
-            self.window.clear();
-            if self.state == St::Closed {
-                self.epoch += 1;
-            } else {
-                self.go(St::Closed);
-            }
+            self.close_manually(TransitionReason::ForcedClose);
         }
 
         pub fn reset(&mut self) {
             self.opens = 0;
-            self.force_close();
+            self.close_manually(TransitionReason::Reset);
+        }
+
+        fn close_manually(&mut self, reason: TransitionReason) {
+            self.window.clear();
+            if self.state == St::Closed {
+                self.epoch += 1;
+            } else {
+                self.go(St::Closed, reason);
+            }
         }
     }
 }
@@ -1219,6 +1230,7 @@ mod model_check {
         fn breaker_matches_model(p in params(), ops in proptest::collection::vec(op(), 1..200)) {
             let clock = ManualClock::new();
             let real = CircuitBreaker::with_clock(config(&p), clock.clone());
+            let mut events = real.subscribe();
             let mut model = Model::new(p);
             let mut held: Vec<(BreakerPermit<ManualClock>, Ticket)> = Vec::new();
             let advance = |model: &mut Model, d: Duration| {
@@ -1273,6 +1285,18 @@ mod model_check {
                     Op::ForceClose => { real.force_close(); model.force_close(); }
                     Op::Reset => { real.reset(); model.reset(); }
                 }
+
+                // Drained after every step, so the channel never lags.
+                let got: Vec<_> = drain(&mut events)
+                    .into_iter()
+                    .map(|e| (e.from, e.to, e.reason))
+                    .collect();
+                let want: Vec<_> = model
+                    .events
+                    .drain(..)
+                    .map(|(from, to, reason)| (to_state(from), to_state(to), reason))
+                    .collect();
+                prop_assert_eq!(got, want, "step {}", step);
 
                 let snap = real.state();
                 prop_assert_eq!(snap.state, to_state(model.state), "step {}", step);
