@@ -76,8 +76,7 @@
 //! breaker rejects with one clock read and two atomic loads; a forced-open breaker, or a
 //! half-open one with every probe slot taken, rejects with atomic loads alone.
 //! Failures, slow calls, time windows and admitting probes take a short `parking_lot`
-//! mutex. No lock is ever
-//! held across an `.await` (there is none).
+//! mutex. No lock is ever held across an `.await` (there is none).
 //!
 //! # Example
 //!
