@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use httpower_core::breaker::{
-    BreakerConfig, BreakerOpen, BreakerRegistry, BreakerState, CallOutcome, CircuitBreaker,
-    StateChange, TransitionReason, Window,
+    BreakerConfig, BreakerConfigBuilder, BreakerOpen, BreakerRegistry, BreakerState, CallOutcome,
+    CircuitBreaker, StateChange, TransitionReason, Window, MAX_COUNT_WINDOW, MAX_TIME_BUCKETS,
 };
 use httpower_core::clock::{Clock, ManualClock, Nanos};
 
@@ -28,6 +28,22 @@ fn ms(m: u64) -> Duration {
 fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
     let clock = ManualClock::new();
     (CircuitBreaker::with_clock(config, clock.clone()), clock)
+}
+
+/// A breaker on a fresh manual clock, configured by `configure` from the defaults.
+fn breaker_with(
+    configure: impl FnOnce(BreakerConfigBuilder) -> BreakerConfigBuilder,
+) -> (CircuitBreaker<ManualClock>, ManualClock) {
+    breaker(configure(BreakerConfig::builder()).build().unwrap())
+}
+
+/// Fails calls until the breaker opens, then waits out its timeout: the next caller is
+/// the first probe.
+fn open_and_wait(b: &CircuitBreaker<ManualClock>, clock: &ManualClock) {
+    while state(b) == BreakerState::Closed {
+        fail(b);
+    }
+    clock.advance(b.config().timeout());
 }
 
 fn fail(b: &CircuitBreaker<ManualClock>) {
@@ -48,12 +64,7 @@ fn drain(rx: &mut tokio::sync::broadcast::Receiver<StateChange>) -> Vec<StateCha
 
 #[test]
 fn count_window_trips_at_the_threshold_call() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(3)
-        .count_window(5)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| c.failure_threshold(3).count_window(5));
     succeed(&b);
     fail(&b);
     succeed(&b);
@@ -71,12 +82,7 @@ fn count_window_trips_at_the_threshold_call() {
 
 #[test]
 fn count_window_forgets_old_failures() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .count_window(3)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| c.failure_threshold(2).count_window(3));
     fail(&b);
     succeed(&b);
     succeed(&b);
@@ -89,12 +95,7 @@ fn count_window_forgets_old_failures() {
 
 #[test]
 fn time_window_trips_and_forgets() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(3)
-        .time_window(secs(10), 10)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(3).time_window(secs(10), 10));
     fail(&b); // t = 0
     clock.advance(secs(5));
     fail(&b); // t = 5
@@ -109,12 +110,7 @@ fn time_window_trips_and_forgets() {
 
 #[test]
 fn time_window_empties_after_idle() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .time_window(secs(1), 4)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(2).time_window(secs(1), 4));
     fail(&b);
     clock.advance(secs(3600));
     assert_eq!(b.state().calls, 0);
@@ -123,15 +119,55 @@ fn time_window_empties_after_idle() {
 }
 
 #[test]
+fn time_window_counts_stay_frozen_while_open() {
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(2)
+            .time_window(secs(10), 10)
+            .timeout(secs(60))
+    });
+    let mut rx = b.subscribe();
+    fail(&b);
+    fail(&b);
+    assert_eq!(state(&b), BreakerState::Open);
+    clock.advance(secs(60)); // far past the window: every bucket would have expired
+    let open = b.state();
+    assert_eq!(
+        (open.failures, open.calls),
+        (2, 2),
+        "open snapshot is frozen"
+    );
+    let probe = b.try_acquire().unwrap();
+    let half_open = b.state();
+    assert_eq!(half_open.state, BreakerState::HalfOpen);
+    assert_eq!((half_open.failures, half_open.calls), (2, 2));
+    assert!((half_open.failure_rate - 100.0).abs() < 1e-9);
+    let events = drain(&mut rx);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (events[0].from, events[0].to, events[0].failures),
+        (BreakerState::Closed, BreakerState::Open, 2)
+    );
+    assert_eq!(
+        (events[1].from, events[1].to, events[1].failures),
+        (BreakerState::Open, BreakerState::HalfOpen, 2)
+    );
+    assert!((events[1].failure_rate - 100.0).abs() < 1e-9);
+    probe.failure();
+    let reopened = drain(&mut rx);
+    assert_eq!(
+        (reopened[0].to, reopened[0].failures),
+        (BreakerState::Open, 2)
+    );
+}
+
+#[test]
 fn percentage_waits_for_minimum_calls() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(20)
-        .count_window(20)
-        .failure_threshold_percentage(50.0)
-        .minimum_calls(10)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| {
+        c.failure_threshold(20)
+            .count_window(20)
+            .failure_threshold_percentage(50.0)
+            .minimum_calls(10)
+    });
     let mut rx = b.subscribe();
     for _ in 0..5 {
         fail(&b);
@@ -150,13 +186,11 @@ fn percentage_waits_for_minimum_calls() {
 
 #[test]
 fn slow_calls_open_the_breaker() {
-    let config = BreakerConfig::builder()
-        .count_window(10)
-        .minimum_calls(4)
-        .slow_calls(secs(1), 50.0)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.count_window(10)
+            .minimum_calls(4)
+            .slow_calls(secs(1), 50.0)
+    });
     let mut rx = b.subscribe();
     let slow_success = || {
         let permit = b.try_acquire().unwrap();
@@ -183,17 +217,14 @@ fn slow_calls_open_the_breaker() {
 
 #[test]
 fn slow_probe_counts_as_failed_probe() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .count_window(2)
-        .minimum_calls(2)
-        .slow_calls(secs(1), 100.0)
-        .timeout(secs(10))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(10));
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .count_window(2)
+            .minimum_calls(2)
+            .slow_calls(secs(1), 100.0)
+            .timeout(secs(10))
+    });
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     clock.advance(secs(2));
     probe.success();
@@ -202,12 +233,7 @@ fn slow_probe_counts_as_failed_probe() {
 
 #[test]
 fn open_fails_fast_then_probes_after_timeout() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(60))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(60)));
     fail(&b);
     assert_eq!(b.try_acquire().unwrap_err().retry_after, secs(60));
     clock.advance(secs(59));
@@ -228,14 +254,12 @@ fn open_fails_fast_then_probes_after_timeout() {
 
 #[test]
 fn open_timeout_grows_and_is_capped() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .timeout_multiplier(2.0)
-        .max_timeout(secs(5))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .timeout(secs(1))
+            .timeout_multiplier(2.0)
+            .max_timeout(secs(5))
+    });
     fail(&b);
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -255,13 +279,7 @@ fn open_timeout_grows_and_is_capped() {
 
 #[test]
 fn jitter_only_shortens_the_timeout() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(10))
-        .timeout_jitter(0.5)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(10)).timeout_jitter(0.5));
     let mut distinct = std::collections::HashSet::new();
     for _ in 0..50 {
         fail(&b);
@@ -276,14 +294,8 @@ fn jitter_only_shortens_the_timeout() {
 
 #[test]
 fn dropped_probe_frees_its_slot() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(1));
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(1)));
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     assert!(b.try_acquire().is_err());
     drop(probe);
@@ -299,16 +311,13 @@ fn dropped_probe_frees_its_slot() {
 
 #[test]
 fn success_threshold_below_half_open_requests() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .half_open_requests(3)
-        .success_threshold(2)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(1));
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .timeout(secs(1))
+            .half_open_requests(3)
+            .success_threshold(2)
+    });
+    open_and_wait(&b, &clock);
     let p1 = b.try_acquire().unwrap();
     let p2 = b.try_acquire().unwrap();
     let p3 = b.try_acquire().unwrap();
@@ -325,15 +334,9 @@ fn success_threshold_below_half_open_requests() {
 
 #[test]
 fn stale_permit_is_not_a_probe() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .timeout(secs(1))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(1)));
     let old = b.try_acquire().unwrap();
-    fail(&b);
-    clock.advance(secs(1));
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     old.success();
     assert_eq!(
@@ -347,12 +350,7 @@ fn stale_permit_is_not_a_probe() {
 
 #[test]
 fn events_follow_each_transition() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .timeout(secs(5))
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.failure_threshold(2).timeout(secs(5)));
     let mut rx = b.subscribe();
     succeed(&b);
     fail(&b);
@@ -394,12 +392,7 @@ fn events_follow_each_transition() {
 
 #[test]
 fn first_event_reports_the_window() {
-    let config = BreakerConfig::builder()
-        .failure_threshold(2)
-        .count_window(4)
-        .build()
-        .unwrap();
-    let (b, _) = breaker(config);
+    let (b, _) = breaker_with(|c| c.failure_threshold(2).count_window(4));
     let mut rx = b.subscribe();
     succeed(&b);
     succeed(&b);
@@ -413,8 +406,7 @@ fn first_event_reports_the_window() {
 
 #[test]
 fn forced_open_stays_open_until_closed() {
-    let config = BreakerConfig::builder().timeout(secs(1)).build().unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.timeout(secs(1)));
     b.force_open();
     clock.advance(secs(3600));
     let err = b.try_acquire().unwrap_err();
@@ -430,15 +422,153 @@ fn forced_open_stays_open_until_closed() {
     assert!(b.try_acquire().is_ok());
 }
 
+/// A manual clock that counts how often it is read. A breaker reads the clock before it
+/// takes its lock, so a rejection without a clock read is one that did not lock.
+#[derive(Debug, Clone)]
+struct CountingClock {
+    inner: ManualClock,
+    reads: Arc<AtomicUsize>,
+}
+
+impl CountingClock {
+    fn new() -> Self {
+        CountingClock {
+            inner: ManualClock::new(),
+            reads: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for CountingClock {
+    fn now(&self) -> Nanos {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.now()
+    }
+
+    fn sleep_until(&self, deadline: Nanos) -> httpower_core::clock::Sleep {
+        self.inner.sleep_until(deadline)
+    }
+}
+
 #[test]
-fn force_close_keeps_backoff_reset_forgets_it() {
+fn forced_open_rejects_without_the_clock_or_the_lock() {
+    let config = BreakerConfig::builder().timeout(secs(7)).build().unwrap();
+    let clock = CountingClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    b.force_open();
+    let before = clock.reads();
+    for _ in 0..100 {
+        assert_eq!(b.try_acquire().unwrap_err().retry_after, secs(7));
+    }
+    assert_eq!(clock.reads(), before, "rejected on the atomic word alone");
+    b.force_close();
+    b.try_acquire().expect("closed again").success();
+}
+
+#[test]
+fn full_half_open_rejects_without_the_clock_or_the_lock() {
     let config = BreakerConfig::builder()
         .failure_threshold(1)
         .timeout(secs(1))
-        .timeout_multiplier(3.0)
+        .half_open_requests(2)
         .build()
         .unwrap();
-    let (b, _) = breaker(config);
+    let clock = CountingClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    b.try_acquire().unwrap().failure();
+    clock.inner.advance(secs(1));
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    let before = clock.reads();
+    for _ in 0..100 {
+        assert_eq!(b.try_acquire().unwrap_err().retry_after, Duration::ZERO);
+    }
+    assert_eq!(clock.reads(), before, "rejected on the atomic word alone");
+    // Giving a slot back clears the flag: the next caller gets it.
+    drop(p1);
+    let p3 = b.try_acquire().expect("slot given back");
+    assert!(p3.is_probe());
+    assert!(b.try_acquire().is_err(), "full again");
+    p3.ignore();
+    let p4 = b.try_acquire().expect("ignored probe gave its slot back");
+    p2.success();
+    p4.success();
+    assert_eq!(b.state().state, BreakerState::Closed);
+}
+
+#[test]
+fn stale_and_ignored_permits_skip_the_clock() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(1)
+        .time_window(secs(10), 10)
+        .timeout(secs(1))
+        .build()
+        .unwrap();
+    let clock = CountingClock::new();
+    let b = CircuitBreaker::with_clock(config, clock.clone());
+    let stale = b.try_acquire().unwrap();
+    b.try_acquire().unwrap().failure();
+    clock.inner.advance(secs(1));
+    let probe = b.try_acquire().unwrap();
+    let before = clock.reads();
+    stale.failure(); // issued while closed: counts for nothing
+    probe.ignore(); // gives its slot back without a clock read
+    assert_eq!(clock.reads(), before);
+    let probe = b.try_acquire().expect("ignored probe gave its slot back");
+    b.force_open();
+    let before = clock.reads();
+    drop(probe); // stale probe: nothing to give back
+    assert_eq!(clock.reads(), before);
+    assert_eq!(b.state().state, BreakerState::Open);
+}
+
+#[test]
+fn force_open_on_an_open_breaker_sends_no_event() {
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1).timeout(secs(5)));
+    let mut rx = b.subscribe();
+    fail(&b);
+    b.force_open();
+    let snap = b.state();
+    assert_eq!((snap.state, snap.forced), (BreakerState::Open, true));
+    clock.advance(secs(60));
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after,
+        secs(5),
+        "forced: the timeout no longer ends it"
+    );
+    b.force_close();
+    let got: Vec<_> = drain(&mut rx)
+        .into_iter()
+        .map(|e| (e.from, e.to, e.reason))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                BreakerState::Closed,
+                BreakerState::Open,
+                TransitionReason::FailureCount
+            ),
+            (
+                BreakerState::Open,
+                BreakerState::Closed,
+                TransitionReason::ForcedClose
+            ),
+        ]
+    );
+}
+
+#[test]
+fn force_close_keeps_backoff_reset_forgets_it() {
+    let (b, _) = breaker_with(|c| {
+        c.failure_threshold(1)
+            .timeout(secs(1))
+            .timeout_multiplier(3.0)
+    });
     fail(&b);
     b.force_close();
     fail(&b);
@@ -575,6 +705,31 @@ fn config_errors_name_the_field() {
 }
 
 #[test]
+fn config_errors_state_the_limits() {
+    let err = BreakerConfig::builder()
+        .count_window(MAX_COUNT_WINDOW + 1)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.problem().contains(&MAX_COUNT_WINDOW.to_string()),
+        "{err}"
+    );
+    let err = BreakerConfig::builder()
+        .time_window(secs(10), MAX_TIME_BUCKETS + 1)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.problem().contains(&MAX_TIME_BUCKETS.to_string()),
+        "{err}"
+    );
+    assert!(BreakerConfig::builder()
+        .failure_threshold(1)
+        .count_window(MAX_COUNT_WINDOW)
+        .build()
+        .is_ok());
+}
+
+#[test]
 fn config_defaults() {
     let c = BreakerConfig::default();
     assert_eq!(c.failure_threshold(), 5);
@@ -623,8 +778,10 @@ fn registry_hands_out_one_breaker_per_key() {
 
 #[test]
 fn registry_eviction_bounds_memory() {
+    // The open breaker's timeout outlasts the test, so it stays within it.
     let config = BreakerConfig::builder()
         .failure_threshold(1)
+        .timeout(secs(3600))
         .build()
         .unwrap();
     let clock = ManualClock::new();
@@ -663,6 +820,32 @@ fn registry_eviction_bounds_memory() {
 }
 
 #[test]
+fn registry_evicts_abandoned_open_breakers() {
+    let config = BreakerConfig::builder()
+        .failure_threshold(1)
+        .timeout(secs(60))
+        .build()
+        .unwrap();
+    let clock = ManualClock::new();
+    let registry: BreakerRegistry<&'static str, _> =
+        BreakerRegistry::with_clock(config, clock.clone()).idle_timeout(secs(10));
+    registry.get(&"down").try_acquire().unwrap().failure();
+    registry.get(&"forced").force_open();
+    assert_eq!(registry.evict_idle(), 0, "the first sweep notices the use");
+    clock.advance(secs(69));
+    assert_eq!(registry.evict_idle(), 0, "open timeout + idle not yet over");
+    assert_eq!(registry.state(&"down").unwrap().state, BreakerState::Open);
+    clock.advance(secs(1));
+    assert_eq!(registry.evict_idle(), 1, "abandoned open breaker evicted");
+    assert!(registry.state(&"down").is_none());
+    clock.advance(secs(3600));
+    assert_eq!(registry.evict_idle(), 0, "a forced-open breaker is kept");
+    assert!(registry.state(&"forced").unwrap().forced);
+    // A fresh breaker replaces the evicted one.
+    assert!(registry.get(&"down").try_acquire().is_ok());
+}
+
+#[test]
 fn registry_keeps_recently_used_breakers() {
     let clock = ManualClock::new();
     let registry: BreakerRegistry<&'static str, _> =
@@ -688,8 +871,7 @@ async fn half_open_admits_exactly_n() {
         .unwrap();
     for round in 0..100 {
         let (b, clock) = breaker(config.clone());
-        fail(&b);
-        clock.advance(secs(1));
+        open_and_wait(&b, &clock);
         let admitted = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(tokio::sync::Barrier::new(TASKS));
         let tried = Arc::new(tokio::sync::Barrier::new(TASKS));
@@ -741,23 +923,14 @@ fn permit_records_acquisition_time_when_it_matters() {
     );
     permit.success();
 
-    let config = BreakerConfig::builder()
-        .slow_calls(secs(1), 50.0)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| c.slow_calls(secs(1), 50.0));
     clock.advance(secs(7));
     let permit = b.try_acquire().unwrap();
     assert_eq!(permit.acquired_at(), Some(clock.now()));
     permit.success();
 
-    let config = BreakerConfig::builder()
-        .failure_threshold(1)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
-    fail(&b);
-    clock.advance(secs(60));
+    let (b, clock) = breaker_with(|c| c.failure_threshold(1));
+    open_and_wait(&b, &clock);
     let probe = b.try_acquire().unwrap();
     assert_eq!(probe.acquired_at(), Some(clock.now()), "probes are timed");
 }
@@ -769,6 +942,8 @@ fn permit_records_acquisition_time_when_it_matters() {
 mod model {
     use std::collections::VecDeque;
     use std::time::Duration;
+
+    use httpower_core::breaker::TransitionReason;
 
     #[derive(Debug, Clone)]
     pub struct Params {
@@ -811,6 +986,8 @@ mod model {
         pub open_until: Duration,
         pub admitted: u32,
         pub successes: u32,
+        /// (from, to, reason) of each transition not yet taken by the check.
+        pub events: Vec<(St, St, TransitionReason)>,
     }
 
     impl Model {
@@ -826,10 +1003,12 @@ mod model {
                 open_until: Duration::ZERO,
                 admitted: 0,
                 successes: 0,
+                events: Vec::new(),
             }
         }
 
-        fn go(&mut self, to: St) {
+        fn go(&mut self, to: St, reason: TransitionReason) {
+            self.events.push((self.state, to, reason));
             self.state = to;
             self.epoch += 1;
             self.admitted = 0;
@@ -837,14 +1016,14 @@ mod model {
             self.forced = false;
         }
 
-        fn open(&mut self) {
+        fn open(&mut self, reason: TransitionReason) {
             self.opens += 1;
             let mut t = self.p.timeout;
             for _ in 1..self.opens {
                 t = (t * self.p.multiplier).min(self.p.max_timeout);
             }
             self.open_until = self.now + t.min(self.p.max_timeout);
-            self.go(St::Open);
+            self.go(St::Open, reason);
         }
 
         pub fn acquire(&mut self) -> Result<Ticket, Duration> {
@@ -859,7 +1038,7 @@ mod model {
                 St::Open if self.forced => Err(self.p.timeout),
                 St::Open if self.now < self.open_until => Err(self.open_until - self.now),
                 St::Open => {
-                    self.go(St::HalfOpen);
+                    self.go(St::HalfOpen, TransitionReason::TimeoutElapsed);
                     self.admitted = 1;
                     Ok(ticket(self.epoch, true))
                 }
@@ -893,23 +1072,24 @@ mod model {
                     let slows = self.count(|e| e.1);
                     let pct = |n: u32| f64::from(n) * 100.0 / f64::from(calls);
                     let enough = calls >= self.p.minimum_calls;
-                    if failures >= self.p.failure_threshold
-                        || (enough && self.p.percentage.is_some_and(|p| pct(failures) >= p))
-                        || (enough && self.p.slow.is_some_and(|(_, p)| pct(slows) >= p))
-                    {
-                        self.open();
+                    if failures >= self.p.failure_threshold {
+                        self.open(TransitionReason::FailureCount);
+                    } else if enough && self.p.percentage.is_some_and(|p| pct(failures) >= p) {
+                        self.open(TransitionReason::FailureRate);
+                    } else if enough && self.p.slow.is_some_and(|(_, p)| pct(slows) >= p) {
+                        self.open(TransitionReason::SlowCallRate);
                     }
                 }
                 (St::HalfOpen, None) => self.admitted -= 1,
                 (St::HalfOpen, Some(failed)) => {
                     if failed || slow {
-                        self.open();
+                        self.open(TransitionReason::ProbeFailed);
                     } else {
                         self.successes += 1;
                         if self.successes >= self.p.success_threshold {
                             self.window.clear();
                             self.opens = 0;
-                            self.go(St::Closed);
+                            self.go(St::Closed, TransitionReason::ProbesSucceeded);
                         }
                     }
                 }
@@ -923,24 +1103,29 @@ mod model {
         }
 
         pub fn force_open(&mut self) {
-            if !self.forced {
-                self.go(St::Open);
-                self.forced = true;
+            // Already open: only pinned open, no state change.
+            if self.state != St::Open {
+                self.go(St::Open, TransitionReason::ForcedOpen);
             }
+            self.forced = true;
         }
 
         pub fn force_close(&mut self) {
-            self.window.clear();
-            if self.state == St::Closed {
-                self.epoch += 1;
-            } else {
-                self.go(St::Closed);
-            }
+            self.close_manually(TransitionReason::ForcedClose);
         }
 
         pub fn reset(&mut self) {
             self.opens = 0;
-            self.force_close();
+            self.close_manually(TransitionReason::Reset);
+        }
+
+        fn close_manually(&mut self, reason: TransitionReason) {
+            self.window.clear();
+            if self.state == St::Closed {
+                self.epoch += 1;
+            } else {
+                self.go(St::Closed, reason);
+            }
         }
     }
 }
@@ -1045,6 +1230,7 @@ mod model_check {
         fn breaker_matches_model(p in params(), ops in proptest::collection::vec(op(), 1..200)) {
             let clock = ManualClock::new();
             let real = CircuitBreaker::with_clock(config(&p), clock.clone());
+            let mut events = real.subscribe();
             let mut model = Model::new(p);
             let mut held: Vec<(BreakerPermit<ManualClock>, Ticket)> = Vec::new();
             let advance = |model: &mut Model, d: Duration| {
@@ -1100,6 +1286,18 @@ mod model_check {
                     Op::Reset => { real.reset(); model.reset(); }
                 }
 
+                // Drained after every step, so the channel never lags.
+                let got: Vec<_> = drain(&mut events)
+                    .into_iter()
+                    .map(|e| (e.from, e.to, e.reason))
+                    .collect();
+                let want: Vec<_> = model
+                    .events
+                    .drain(..)
+                    .map(|(from, to, reason)| (to_state(from), to_state(to), reason))
+                    .collect();
+                prop_assert_eq!(got, want, "step {}", step);
+
                 let snap = real.state();
                 prop_assert_eq!(snap.state, to_state(model.state), "step {}", step);
                 prop_assert_eq!(snap.forced, model.forced, "step {}", step);
@@ -1132,16 +1330,14 @@ fn ignored_outcome_counts_neither_way() {
 #[test]
 fn concurrent_mixed_load_keeps_invariants() {
     const PROBES: u32 = 2;
-    let config = BreakerConfig::builder()
-        .failure_threshold(3)
-        .count_window(8)
-        .failure_threshold_percentage(40.0)
-        .minimum_calls(4)
-        .timeout(ms(50))
-        .half_open_requests(PROBES)
-        .build()
-        .unwrap();
-    let (b, clock) = breaker(config);
+    let (b, clock) = breaker_with(|c| {
+        c.failure_threshold(3)
+            .count_window(8)
+            .failure_threshold_percentage(40.0)
+            .minimum_calls(4)
+            .timeout(ms(50))
+            .half_open_requests(PROBES)
+    });
     let mut rx = b.subscribe();
     std::thread::scope(|scope| {
         for t in 0..6u64 {

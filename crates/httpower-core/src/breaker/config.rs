@@ -43,15 +43,15 @@ impl Default for Window {
 pub struct BreakerConfigError {
     field: &'static str,
     value: String,
-    problem: &'static str,
+    problem: String,
 }
 
 impl BreakerConfigError {
-    fn new(field: &'static str, value: impl fmt::Debug, problem: &'static str) -> Self {
+    fn new(field: &'static str, value: impl fmt::Debug, problem: impl fmt::Display) -> Self {
         BreakerConfigError {
             field,
             value: format!("{value:?}"),
-            problem,
+            problem: problem.to_string(),
         }
     }
 
@@ -66,8 +66,8 @@ impl BreakerConfigError {
     }
 
     /// Why the value was rejected.
-    pub fn problem(&self) -> &'static str {
-        self.problem
+    pub fn problem(&self) -> &str {
+        &self.problem
     }
 }
 
@@ -201,9 +201,10 @@ impl BreakerConfig {
 /// Builds a [`BreakerConfig`]; [`build`](Self::build) checks every value.
 #[derive(Debug, Clone, Default)]
 pub struct BreakerConfigBuilder {
+    /// Every setting but the two below, whose defaults depend on other settings.
     config: BreakerConfig,
-    max_timeout_set: bool,
-    success_threshold_set: bool,
+    max_timeout: Option<Duration>,
+    success_threshold: Option<u32>,
 }
 
 impl BreakerConfigBuilder {
@@ -267,8 +268,7 @@ impl BreakerConfigBuilder {
 
     /// Caps the grown open timeout (default: 30 minutes, or `timeout` if that is longer).
     pub fn max_timeout(mut self, max: Duration) -> Self {
-        self.config.max_timeout = max;
-        self.max_timeout_set = true;
+        self.max_timeout = Some(max);
         self
     }
 
@@ -289,167 +289,143 @@ impl BreakerConfigBuilder {
     /// Successful probes needed to close (default: `half_open_requests`; at least 1 and
     /// at most `half_open_requests`).
     pub fn success_threshold(mut self, successes: u32) -> Self {
-        self.config.success_threshold = successes;
-        self.success_threshold_set = true;
+        self.success_threshold = Some(successes);
         self
     }
 
     /// Checks every value and returns the configuration, or the first bad field.
     pub fn build(self) -> Result<BreakerConfig, BreakerConfigError> {
         let mut c = self.config;
-        if !self.success_threshold_set {
-            c.success_threshold = c.half_open_requests;
-        }
-        if !self.max_timeout_set {
-            c.max_timeout = DEFAULT_MAX_TIMEOUT.max(c.timeout);
-        }
+        c.success_threshold = self.success_threshold.unwrap_or(c.half_open_requests);
+        c.max_timeout = self
+            .max_timeout
+            .unwrap_or_else(|| DEFAULT_MAX_TIMEOUT.max(c.timeout));
 
-        if c.failure_threshold == 0 {
-            return Err(BreakerConfigError::new(
-                "failure_threshold",
-                0,
-                "must be at least 1",
-            ));
-        }
+        at_least_one("failure_threshold", c.failure_threshold)?;
         if let Some(p) = c.failure_threshold_percentage {
-            if !(p.is_finite() && p > 0.0 && p <= 100.0) {
-                return Err(BreakerConfigError::new(
-                    "failure_threshold_percentage",
-                    p,
-                    "must be a percentage above 0 and at most 100",
-                ));
-            }
+            percentage("failure_threshold_percentage", p)?;
         }
-        if c.minimum_calls == 0 {
-            return Err(BreakerConfigError::new(
-                "minimum_calls",
-                0,
-                "must be at least 1",
-            ));
-        }
-        match c.window {
-            Window::Count(0) => {
-                return Err(BreakerConfigError::new(
-                    "window",
-                    c.window,
-                    "must hold at least 1 call",
-                ))
-            }
-            Window::Count(n) if n > MAX_COUNT_WINDOW => {
-                return Err(BreakerConfigError::new(
-                    "window",
-                    c.window,
-                    "holds more than 65536 calls",
-                ))
-            }
-            Window::Count(_) => {}
-            Window::Time { duration, buckets } => {
-                if duration.is_zero() {
-                    return Err(BreakerConfigError::new(
-                        "window",
-                        c.window,
-                        "duration must not be zero",
-                    ));
-                }
-                if buckets == 0 || buckets > MAX_TIME_BUCKETS {
-                    return Err(BreakerConfigError::new(
-                        "window",
-                        c.window,
-                        "buckets must be 1 ..= 3600",
-                    ));
-                }
-                if duration.as_nanos() < u128::from(buckets) {
-                    return Err(BreakerConfigError::new(
-                        "window",
-                        c.window,
-                        "each bucket must span at least one nanosecond",
-                    ));
-                }
-            }
-        }
+        at_least_one("minimum_calls", c.minimum_calls)?;
+        check_window(c.window)?;
         if let Some(rule) = c.slow_call {
-            if rule.duration.is_zero() {
-                return Err(BreakerConfigError::new(
-                    "slow_call_duration",
-                    rule.duration,
-                    "must not be zero",
-                ));
-            }
-            let p = rule.rate_threshold;
-            if !(p.is_finite() && p > 0.0 && p <= 100.0) {
-                return Err(BreakerConfigError::new(
-                    "slow_call_rate_threshold",
-                    p,
-                    "must be a percentage above 0 and at most 100",
-                ));
-            }
-        }
-        if c.timeout.is_zero() {
-            return Err(BreakerConfigError::new(
-                "timeout",
-                c.timeout,
+            ensure(
+                !rule.duration.is_zero(),
+                "slow_call_duration",
+                rule.duration,
                 "must not be zero",
-            ));
+            )?;
+            percentage("slow_call_rate_threshold", rule.rate_threshold)?;
         }
-        if !(c.timeout_multiplier.is_finite() && c.timeout_multiplier >= 1.0) {
-            return Err(BreakerConfigError::new(
-                "timeout_multiplier",
-                c.timeout_multiplier,
-                "must be a finite number of at least 1.0",
-            ));
-        }
-        if c.max_timeout < c.timeout {
-            return Err(BreakerConfigError::new(
-                "max_timeout",
-                c.max_timeout,
-                "must not be shorter than timeout",
-            ));
-        }
-        if !(c.timeout_jitter.is_finite() && (0.0..1.0).contains(&c.timeout_jitter)) {
-            return Err(BreakerConfigError::new(
-                "timeout_jitter",
-                c.timeout_jitter,
-                "must be a fraction in 0.0 ..< 1.0",
-            ));
-        }
-        if c.half_open_requests == 0 {
-            return Err(BreakerConfigError::new(
-                "half_open_requests",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if c.success_threshold == 0 {
-            return Err(BreakerConfigError::new(
-                "success_threshold",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if c.success_threshold > c.half_open_requests {
-            return Err(BreakerConfigError::new(
-                "success_threshold",
-                c.success_threshold,
-                "must not exceed half_open_requests",
-            ));
-        }
+        ensure(
+            !c.timeout.is_zero(),
+            "timeout",
+            c.timeout,
+            "must not be zero",
+        )?;
+        ensure(
+            c.timeout_multiplier.is_finite() && c.timeout_multiplier >= 1.0,
+            "timeout_multiplier",
+            c.timeout_multiplier,
+            "must be a finite number of at least 1.0",
+        )?;
+        ensure(
+            c.max_timeout >= c.timeout,
+            "max_timeout",
+            c.max_timeout,
+            "must not be shorter than timeout",
+        )?;
+        ensure(
+            c.timeout_jitter.is_finite() && (0.0..1.0).contains(&c.timeout_jitter),
+            "timeout_jitter",
+            c.timeout_jitter,
+            "must be a fraction in 0.0 ..< 1.0",
+        )?;
+        at_least_one("half_open_requests", c.half_open_requests)?;
+        at_least_one("success_threshold", c.success_threshold)?;
+        ensure(
+            c.success_threshold <= c.half_open_requests,
+            "success_threshold",
+            c.success_threshold,
+            "must not exceed half_open_requests",
+        )?;
         if let Window::Count(n) = c.window {
-            if c.failure_threshold > n {
-                return Err(BreakerConfigError::new(
-                    "failure_threshold",
-                    c.failure_threshold,
-                    "exceeds the count window, so it could never be reached",
-                ));
-            }
+            ensure(
+                c.failure_threshold <= n,
+                "failure_threshold",
+                c.failure_threshold,
+                "exceeds the count window, so it could never be reached",
+            )?;
             let rate_rule = c.failure_threshold_percentage.is_some() || c.slow_call.is_some();
-            if rate_rule && c.minimum_calls > n {
-                return Err(BreakerConfigError::new(
-                    "minimum_calls",
-                    c.minimum_calls,
-                    "exceeds the count window, so no rate rule could ever trip",
-                ));
-            }
+            ensure(
+                !rate_rule || c.minimum_calls <= n,
+                "minimum_calls",
+                c.minimum_calls,
+                "exceeds the count window, so no rate rule could ever trip",
+            )?;
         }
         Ok(c)
+    }
+}
+
+/// `Ok` when `ok`, otherwise the error for `field` = `value`.
+fn ensure(
+    ok: bool,
+    field: &'static str,
+    value: impl fmt::Debug,
+    problem: impl fmt::Display,
+) -> Result<(), BreakerConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(BreakerConfigError::new(field, value, problem))
+    }
+}
+
+/// A count that must be at least 1.
+fn at_least_one(field: &'static str, n: u32) -> Result<(), BreakerConfigError> {
+    ensure(n >= 1, field, n, "must be at least 1")
+}
+
+/// A percentage above 0 and at most 100.
+fn percentage(field: &'static str, p: f64) -> Result<(), BreakerConfigError> {
+    ensure(
+        p.is_finite() && p > 0.0 && p <= 100.0,
+        field,
+        p,
+        "must be a percentage above 0 and at most 100",
+    )
+}
+
+fn check_window(window: Window) -> Result<(), BreakerConfigError> {
+    match window {
+        Window::Count(n) => {
+            ensure(n >= 1, "window", window, "must hold at least 1 call")?;
+            ensure(
+                n <= MAX_COUNT_WINDOW,
+                "window",
+                window,
+                format_args!("holds more than {MAX_COUNT_WINDOW} calls"),
+            )
+        }
+        Window::Time { duration, buckets } => {
+            ensure(
+                !duration.is_zero(),
+                "window",
+                window,
+                "duration must not be zero",
+            )?;
+            ensure(
+                (1..=MAX_TIME_BUCKETS).contains(&buckets),
+                "window",
+                window,
+                format_args!("buckets must be 1 ..= {MAX_TIME_BUCKETS}"),
+            )?;
+            ensure(
+                duration.as_nanos() >= u128::from(buckets),
+                "window",
+                window,
+                "each bucket must span at least one nanosecond",
+            )
+        }
     }
 }

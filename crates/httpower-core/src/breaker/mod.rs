@@ -73,9 +73,10 @@
 //! success into a full count window of successes reads the word again and returns. No
 //! lock, and no clock read unless the slow-call rule needs the call's start time (on
 //! common virtual machines a clock read costs more than the rest of the path). An open
-//! breaker rejects with one clock read and one atomic load. Failures, slow calls, time
-//! windows and the half-open state take a short `parking_lot` mutex. No lock is ever
-//! held across an `.await` (there is none).
+//! breaker rejects with one clock read and two atomic loads; a forced-open breaker, or a
+//! half-open one with every probe slot taken, rejects with atomic loads alone.
+//! Failures, slow calls, time windows and admitting probes take a short `parking_lot`
+//! mutex. No lock is ever held across an `.await` (there is none).
 //!
 //! # Example
 //!
@@ -132,7 +133,7 @@ pub use config::{
 pub use events::{BreakerSnapshot, BreakerState, StateChange, TransitionReason};
 pub use registry::{BreakerRegistry, DEFAULT_IDLE_TIMEOUT, DEFAULT_SOFT_CAPACITY};
 
-use state::{Core, Report};
+use state::Core;
 
 /// Capacity of a breaker's (or registry's) event channel.
 const EVENT_CAPACITY: usize = 256;
@@ -161,8 +162,9 @@ pub struct BreakerOpen {
 struct Shared<C> {
     /// The packed state summary (see `state::pack`).
     word: AtomicU64,
-    /// While open and not forced: the `open_until` time in nanoseconds; otherwise 0.
-    /// Lets a rejected caller fail fast without the lock.
+    /// While open and not forced: the `open_until` time in nanoseconds; while forced
+    /// open: `state::FORCED`; otherwise 0. Lets a rejected caller fail fast without the
+    /// lock.
     reject_until: AtomicU64,
     /// Set by `try_acquire`, cleared by the registry's eviction sweep.
     touched: AtomicBool,
@@ -178,14 +180,35 @@ struct Shared<C> {
 impl<C: Clock> Shared<C> {
     /// Publishes the word for the current state, and the event if there is one. Called
     /// with the lock held so that the word and the event order follow the transitions.
+    /// Stores only what changed: every store happens under the lock, so a relaxed load
+    /// here sees the last one, and an unchanged value keeps its cache line shared.
     fn publish(&self, core: &Core, event: Option<StateChange>) {
-        self.word.store(core.word(), Ordering::Release);
-        self.reject_until
-            .store(core.reject_until(), Ordering::Release);
+        let word = core.word();
+        if self.word.load(Ordering::Relaxed) != word {
+            self.word.store(word, Ordering::Release);
+        }
+        let until = core.reject_until();
+        if self.reject_until.load(Ordering::Relaxed) != until {
+            self.reject_until.store(until, Ordering::Release);
+        }
         if let Some(mut change) = event {
             change.key.clone_from(&self.key);
             // No subscribers is not an error.
             let _ = self.events.send(change);
+        }
+    }
+
+    /// A probe from `epoch` ended without a counted outcome: gives its slot back, unless
+    /// the breaker has moved on since (then there is nothing to give back, and the
+    /// atomic word says so without the lock).
+    fn release(&self, epoch: u64) {
+        if !state::in_epoch(self.word.load(Ordering::Acquire), epoch) {
+            return;
+        }
+        let mut core = self.core.lock();
+        if core.release(epoch) {
+            // Freeing a slot clears the FULL bit.
+            self.publish(&core, None);
         }
     }
 }
@@ -257,8 +280,18 @@ impl<C: Clock> CircuitBreaker<C> {
             let acquired_at = shared.timed.then(|| shared.clock.now());
             return Ok(self.permit(state::epoch_of(word), false, acquired_at));
         }
-        let now = shared.clock.now();
+        if state::is_full(word) {
+            return Err(BreakerOpen {
+                retry_after: Duration::ZERO,
+            });
+        }
         let until = shared.reject_until.load(Ordering::Acquire);
+        if until == state::FORCED {
+            return Err(BreakerOpen {
+                retry_after: shared.config.timeout,
+            });
+        }
+        let now = shared.clock.now();
         if now.as_u64() < until {
             return Err(BreakerOpen {
                 retry_after: Nanos::new(until).saturating_duration_since(now),
@@ -267,9 +300,8 @@ impl<C: Clock> CircuitBreaker<C> {
         let mut event = None;
         let mut core = shared.core.lock();
         let admitted = core.acquire(&shared.config, now, &mut event);
-        if event.is_some() {
-            shared.publish(&core, event);
-        }
+        // Publishes the transition, or the FULL bit when this took the last probe slot.
+        shared.publish(&core, event);
         drop(core);
         match admitted {
             Ok((epoch, probe)) => Ok(self.permit(epoch, probe, Some(now))),
@@ -293,7 +325,9 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Opens the breaker and keeps it open until [`force_close`](Self::force_close) or
-    /// [`reset`](Self::reset). Does not count as a consecutive opening.
+    /// [`reset`](Self::reset). Does not count as a consecutive opening. On a breaker that
+    /// is already open it only cancels the timeout; the state does not change, so no
+    /// event is sent.
     pub fn force_open(&self) {
         self.manual(Core::force_open);
     }
@@ -301,17 +335,18 @@ impl<C: Clock> CircuitBreaker<C> {
     /// Closes the breaker and empties its window; keeps `consecutive_opens`, so the next
     /// automatic opening still gets a grown timeout.
     pub fn force_close(&self) {
-        self.manual(Core::force_close);
+        self.manual(|core, now| core.close_manually(TransitionReason::ForcedClose, now));
     }
 
     /// Returns the breaker to its initial state: closed, empty window, no opens counted.
     pub fn reset(&self) {
-        self.manual(Core::reset);
+        self.manual(|core, now| core.close_manually(TransitionReason::Reset, now));
     }
 
-    fn manual(&self, op: fn(&mut Core, Nanos) -> Option<StateChange>) {
-        let now = self.shared.clock.now();
+    fn manual(&self, op: impl FnOnce(&mut Core, Nanos) -> Option<StateChange>) {
         let mut core = self.shared.core.lock();
+        // Read under the lock, so that event timestamps follow the order of the events.
+        let now = self.shared.clock.now();
         let event = op(&mut core, now);
         self.shared.publish(&core, event);
     }
@@ -342,8 +377,19 @@ impl<C: Clock> CircuitBreaker<C> {
         self.shared.touched.swap(false, Ordering::Relaxed)
     }
 
+    /// True when the atomic word says Closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.core.lock().is_closed()
+        state::is_closed(self.shared.word.load(Ordering::Acquire))
+    }
+
+    /// True when the breaker opened on its own (not forced) and its open timeout ended
+    /// at least `idle` before `now` without any caller turning it half-open.
+    pub(crate) fn is_abandoned_open(&self, now: Nanos, idle: Duration) -> bool {
+        if !state::is_open(self.shared.word.load(Ordering::Acquire)) {
+            return false;
+        }
+        let until = self.shared.reject_until.load(Ordering::Acquire);
+        until != state::FORCED && now >= Nanos::new(until) + idle
     }
 
     /// True when nothing but the caller's handle refers to this breaker (no clones, no
@@ -397,39 +443,36 @@ impl<C: Clock> BreakerPermit<C> {
         let Some(shared) = self.shared.take() else {
             return;
         };
-        let config = &shared.config;
-        if outcome == CallOutcome::Ignored && !self.probe {
+        if outcome == CallOutcome::Ignored {
+            // Counts neither way; a probe gives its slot back. No clock needed.
+            if self.probe {
+                shared.release(self.epoch);
+            }
             return;
         }
+        // A permit from an earlier epoch counts for nothing: the breaker has changed
+        // state since it was issued. The word says so without the clock or the lock.
+        let word = shared.word.load(Ordering::Acquire);
+        if !state::in_epoch(word, self.epoch) {
+            return;
+        }
+        let config = &shared.config;
         // Only the slow rule needs the clock before deciding whether to take the lock.
         let mut now = None;
         let mut slow = false;
-        if let (Some(rule), Some(start), true) = (
-            config.slow_call,
-            self.acquired_at,
-            outcome != CallOutcome::Ignored,
-        ) {
+        if let (Some(rule), Some(start)) = (config.slow_call, self.acquired_at) {
             let at = shared.clock.now();
             slow = at.saturating_duration_since(start) > rule.duration;
             now = Some(at);
         }
-        if outcome == CallOutcome::Success
-            && !slow
-            && shared.word.load(Ordering::Acquire) == state::clean_closed(self.epoch)
-        {
+        let failure = outcome == CallOutcome::Failure;
+        if !failure && !slow && word == state::clean_closed(self.epoch) {
             // A fast success into a full window of fast successes changes nothing.
             return;
         }
-        let report = match outcome {
-            CallOutcome::Ignored => Report::Ignored,
-            CallOutcome::Success | CallOutcome::Failure => Report::Call {
-                failure: outcome == CallOutcome::Failure,
-                slow,
-            },
-        };
         let now = now.unwrap_or_else(|| shared.clock.now());
         let mut core = shared.core.lock();
-        let event = core.record(config, self.epoch, report, now);
+        let event = core.record(config, self.epoch, failure, slow, now);
         shared.publish(&core, event);
     }
 
@@ -453,9 +496,7 @@ impl<C: Clock> Drop for BreakerPermit<C> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
             if self.probe {
-                let mut core = shared.core.lock();
-                core.release(self.epoch);
-                shared.publish(&core, None);
+                shared.release(self.epoch);
             }
         }
     }

@@ -1,5 +1,5 @@
 //! One breaker per key (host:port, tenant, route), created on first use and evicted
-//! when it has been closed and idle for a while.
+//! when it has been idle for a while (closed, or open and long past its timeout).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -50,14 +50,17 @@ struct RegistryInner<K, C: Clock> {
 
 /// Keyed circuit breakers sharing one configuration, clock and event channel.
 ///
-/// Dead keys do not accumulate: a breaker that is **closed**, has not been asked for a
-/// permit for `idle_timeout` (default 300 s), and is referenced by nothing but the
-/// registry (no clone held by a caller, no permit in flight) is dropped.
+/// Dead keys do not accumulate: a breaker that has not been asked for a permit for
+/// `idle_timeout` (default 300 s) and is referenced by nothing but the registry (no
+/// clone held by a caller, no permit in flight) is dropped if it is **closed**, or if it
+/// is **open** (not forced) and its open timeout ended at least `idle_timeout` ago.
 /// Use is noticed by sweeps (a breaker only sets a flag when asked for a permit, to keep
 /// the clock off its hot path), so a breaker is evicted between one and about two idle
-/// periods after its last use. An open or
-/// half-open breaker is never evicted, since forgetting it would let traffic through
-/// to a dependency known to be down. Eviction is lazy and needs no background task:
+/// periods after its last use. A breaker still within its open timeout, a forced-open
+/// one, and a half-open one are kept, since forgetting them would let traffic through
+/// to a dependency known to be down; an open breaker nobody has asked for since well
+/// after its timeout would only let a probe through anyway, so a fresh one does no
+/// worse. Eviction is lazy and needs no background task:
 /// inserting a new key sweeps the map when it has grown to twice its size after the
 /// last sweep (at least `soft_capacity`, default 1024) or when `idle_timeout` has passed
 /// since the last sweep, so the cost is amortised O(1) per insert.
@@ -157,16 +160,8 @@ where
         if let Some(entry) = self.inner.table.read().breakers.get(key) {
             return entry.breaker.clone();
         }
-        let now = self.inner.clock.now();
-        let mut table = self.inner.table.write();
-        if let Some(entry) = table.breakers.get(key) {
-            return entry.breaker.clone();
-        }
-        if table.breakers.len() >= table.sweep_at_len
-            || now.saturating_duration_since(table.last_sweep) >= table.idle
-        {
-            sweep(&mut table, now);
-        }
+        // Built before the write lock, so that other keys' lookups do not wait for it;
+        // if another caller inserts the key first, this one is dropped.
         let key = key.to_owned();
         let breaker = CircuitBreaker::build(
             self.inner.config.clone(),
@@ -174,6 +169,16 @@ where
             self.inner.events.clone(),
             Some(Arc::from(key.to_string())),
         );
+        let now = self.inner.clock.now();
+        let mut table = self.inner.table.write();
+        if let Some(entry) = table.breakers.get(&key) {
+            return entry.breaker.clone();
+        }
+        if table.breakers.len() >= table.sweep_at_len
+            || now.saturating_duration_since(table.last_sweep) >= table.idle
+        {
+            sweep(&mut table, now);
+        }
         table.breakers.insert(
             key,
             Entry {
@@ -221,8 +226,9 @@ where
             .map(|e| e.breaker)
     }
 
-    /// Evicts every closed breaker idle for longer than the idle timeout and referenced
-    /// by nothing else; returns how many were evicted.
+    /// Evicts every breaker idle for longer than the idle timeout, referenced by nothing
+    /// else, and either closed or open (not forced) since at least the idle timeout past
+    /// its open timeout; returns how many were evicted.
     pub fn evict_idle(&self) -> usize {
         let now = self.inner.clock.now();
         sweep(&mut self.inner.table.write(), now)
@@ -257,8 +263,12 @@ fn sweep<K, C: Clock>(table: &mut Table<K, C>, now: Nanos) -> usize {
             entry.seen = now;
             return true;
         }
+        let breaker = &entry.breaker;
         let idle_long_enough = now.saturating_duration_since(entry.seen) >= idle;
-        !(idle_long_enough && entry.breaker.is_unshared() && entry.breaker.is_closed())
+        let evict = idle_long_enough
+            && breaker.is_unshared()
+            && (breaker.is_closed() || breaker.is_abandoned_open(now, idle));
+        !evict
     });
     table.last_sweep = now;
     table.sweep_at_len = table

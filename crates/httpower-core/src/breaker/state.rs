@@ -9,8 +9,11 @@
 //! * `record(Success)` returns immediately when the word says "Closed, same epoch, and
 //!   the window is a full count window of fast successes": pushing one more fast success
 //!   into such a window evicts a fast success, so it would change nothing.
+//! * `try_acquire` rejects immediately when the word says "half-open with every probe
+//!   slot taken" (the FULL bit), or when `reject_until` holds [`FORCED`].
 //!
-//! Everything else (open, half-open, failures, slow calls, time windows) takes the lock.
+//! Everything else (open, admitting probes, failures, slow calls, time windows) takes
+//! the lock.
 //! The epoch increases on every transition; a permit remembers the epoch it was issued
 //! in, and its outcome is ignored if the breaker has moved on since (a call admitted
 //! while closed that finishes after the breaker opened must not count as a probe).
@@ -31,16 +34,21 @@ const OPEN: u64 = 1;
 const HALF_OPEN: u64 = 2;
 const STATE_MASK: u64 = 0b11;
 const CLEAN: u64 = 0b100;
-const EPOCH_SHIFT: u32 = 3;
+const FULL: u64 = 0b1000;
+const EPOCH_SHIFT: u32 = 4;
 
-/// The atomic summary of a breaker: state, "a success is a no-op" flag, epoch.
-pub(crate) fn pack(state: BreakerState, clean: bool, epoch: u64) -> u64 {
+/// What `reject_until` holds while the breaker is forced open: no time ever reaches it.
+pub(crate) const FORCED: u64 = u64::MAX;
+
+/// The atomic summary of a breaker: state, "a success is a no-op" flag, "every probe
+/// slot is taken" flag, epoch.
+pub(crate) fn pack(state: BreakerState, clean: bool, full: bool, epoch: u64) -> u64 {
     let code = match state {
         BreakerState::Closed => CLOSED,
         BreakerState::Open => OPEN,
         BreakerState::HalfOpen => HALF_OPEN,
     };
-    (epoch << EPOCH_SHIFT) | (u64::from(clean) * CLEAN) | code
+    (epoch << EPOCH_SHIFT) | (u64::from(clean) * CLEAN) | (u64::from(full) * FULL) | code
 }
 
 /// True when the packed word says Closed.
@@ -48,23 +56,29 @@ pub(crate) fn is_closed(word: u64) -> bool {
     word & STATE_MASK == CLOSED
 }
 
+/// True when the packed word says Open.
+pub(crate) fn is_open(word: u64) -> bool {
+    word & STATE_MASK == OPEN
+}
+
+/// True when the packed word says half-open with every probe slot taken.
+pub(crate) fn is_full(word: u64) -> bool {
+    word & FULL != 0
+}
+
 /// The epoch in a packed word.
 pub(crate) fn epoch_of(word: u64) -> u64 {
     word >> EPOCH_SHIFT
 }
 
-/// The word for which a fast success of a permit from `epoch` changes nothing.
-pub(crate) fn clean_closed(epoch: u64) -> u64 {
-    pack(BreakerState::Closed, true, epoch)
+/// True when `word` is in the permit epoch `epoch` (the word keeps the epoch's low bits).
+pub(crate) fn in_epoch(word: u64, epoch: u64) -> bool {
+    epoch_of(word) == epoch_of(epoch << EPOCH_SHIFT)
 }
 
-/// What a permit reports, after the slow check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Report {
-    /// A call that counts: failed or not, slow or not.
-    Call { failure: bool, slow: bool },
-    /// Counts neither way; a probe gives its slot back.
-    Ignored,
+/// The word for which a fast success of a permit from `epoch` changes nothing.
+pub(crate) fn clean_closed(epoch: u64) -> u64 {
+    pack(BreakerState::Closed, true, false, epoch)
 }
 
 /// Failure percentage, 0 for an empty window.
@@ -73,6 +87,17 @@ pub(crate) fn rate(part: u32, calls: u32) -> f64 {
         0.0
     } else {
         f64::from(part) * 100.0 / f64::from(calls)
+    }
+}
+
+/// A seed for the jitter generator. Only a breaker with jitter uses it, and then it is
+/// drawn from the thread's generator: seeding from the operating system would cost a
+/// system call for every breaker a registry creates.
+fn jitter_seed(config: &BreakerConfig) -> u64 {
+    if config.timeout_jitter > 0.0 {
+        rand::thread_rng().gen()
+    } else {
+        0
     }
 }
 
@@ -86,8 +111,14 @@ pub(crate) struct Core {
     consecutive_opens: u32,
     opened_at: Nanos,
     open_until: Nanos,
+    /// The window's totals when the breaker last left Closed. While not closed the
+    /// window is left alone (a time window would otherwise expire its buckets), and
+    /// events and snapshots report these.
+    frozen: Totals,
     probes_admitted: u32,
     probe_successes: u32,
+    /// `half_open_requests`, the number of probe slots.
+    probe_slots: u32,
     rng: SmallRng,
 }
 
@@ -101,24 +132,28 @@ impl Core {
             consecutive_opens: 0,
             opened_at: Nanos::ZERO,
             open_until: Nanos::ZERO,
+            frozen: Totals::default(),
             probes_admitted: 0,
             probe_successes: 0,
-            rng: SmallRng::from_entropy(),
+            probe_slots: config.half_open_requests,
+            rng: SmallRng::seed_from_u64(jitter_seed(config)),
         }
     }
 
     /// The packed summary of the current state.
     pub(crate) fn word(&self) -> u64 {
         let clean = self.state == BreakerState::Closed && self.window.success_is_noop();
-        pack(self.state, clean, self.epoch)
+        let full = self.state == BreakerState::HalfOpen && self.probes_admitted >= self.probe_slots;
+        pack(self.state, clean, full, self.epoch)
     }
 
-    /// What `Shared::reject_until` should hold: `open_until` while open and not forced.
+    /// What `Shared::reject_until` should hold: `open_until` while open, [`FORCED`]
+    /// while forced open, otherwise 0.
     pub(crate) fn reject_until(&self) -> u64 {
-        if self.state == BreakerState::Open && !self.forced {
-            self.open_until.as_u64()
-        } else {
-            0
+        match self.state {
+            BreakerState::Open if self.forced => FORCED,
+            BreakerState::Open => self.open_until.as_u64(),
+            _ => 0,
         }
     }
 
@@ -158,29 +193,27 @@ impl Core {
         }
     }
 
-    /// Records the outcome of a permit issued in `epoch`.
+    /// Records the outcome of a call (failed or not, slow or not) whose permit was
+    /// issued in `epoch`. An ignored outcome is a [`release`](Self::release).
     pub(crate) fn record(
         &mut self,
         config: &BreakerConfig,
         epoch: u64,
-        report: Report,
+        failure: bool,
+        slow: bool,
         now: Nanos,
     ) -> Option<StateChange> {
         if epoch != self.epoch {
             return None;
         }
-        match (self.state, report) {
-            (BreakerState::Closed, Report::Ignored) | (BreakerState::Open, _) => None,
-            (BreakerState::Closed, Report::Call { failure, slow }) => {
+        match self.state {
+            BreakerState::Open => None,
+            BreakerState::Closed => {
                 self.window.record(now, failure, slow);
                 let reason = self.trip_reason(config, now)?;
                 Some(self.open(config, reason, now))
             }
-            (BreakerState::HalfOpen, Report::Ignored) => {
-                self.probes_admitted = self.probes_admitted.saturating_sub(1);
-                None
-            }
-            (BreakerState::HalfOpen, Report::Call { failure, slow }) => {
+            BreakerState::HalfOpen => {
                 if failure || slow {
                     return Some(self.open(config, TransitionReason::ProbeFailed, now));
                 }
@@ -200,10 +233,14 @@ impl Core {
         }
     }
 
-    /// A permit from `epoch` was dropped without an outcome.
-    pub(crate) fn release(&mut self, epoch: u64) {
+    /// A probe from `epoch` ended without a counted outcome (dropped, or ignored): it
+    /// gives its slot back. Returns whether it did (the word may have changed).
+    pub(crate) fn release(&mut self, epoch: u64) -> bool {
         if epoch == self.epoch && self.state == BreakerState::HalfOpen {
             self.probes_admitted = self.probes_admitted.saturating_sub(1);
+            true
+        } else {
+            false
         }
     }
 
@@ -252,8 +289,16 @@ impl Core {
         now: Nanos,
     ) -> StateChange {
         let from = self.state;
+        let t = if from == BreakerState::Closed || to == BreakerState::Closed {
+            // Leaving Closed: freeze the window as it is now. Entering Closed: the
+            // window has just been cleared.
+            self.window.totals(now)
+        } else {
+            self.frozen
+        };
         if from == BreakerState::Closed && to != BreakerState::Closed {
             self.opened_at = now;
+            self.frozen = t;
         }
         self.state = to;
         self.epoch = self.epoch.wrapping_add(1);
@@ -262,7 +307,6 @@ impl Core {
         if to != BreakerState::Open {
             self.forced = false;
         }
-        let t = self.window.totals(now);
         StateChange {
             key: None,
             from,
@@ -274,9 +318,11 @@ impl Core {
         }
     }
 
-    /// Opens the breaker until `force_close` or `reset`.
+    /// Opens the breaker until `force_close` or `reset`. An open breaker only becomes
+    /// forced: its state does not change, so there is no event.
     pub(crate) fn force_open(&mut self, now: Nanos) -> Option<StateChange> {
-        if self.forced {
+        if self.state == BreakerState::Open {
+            self.forced = true;
             return None;
         }
         let change = self.transition(BreakerState::Open, TransitionReason::ForcedOpen, now);
@@ -284,29 +330,24 @@ impl Core {
         Some(change)
     }
 
-    /// Closes the breaker and empties the window; keeps `consecutive_opens`.
-    pub(crate) fn force_close(&mut self, now: Nanos) -> Option<StateChange> {
+    /// Closes the breaker and empties the window, for `force_close` (`reason`
+    /// `ForcedClose`: keeps `consecutive_opens`) or `reset` (`Reset`: forgets them too,
+    /// back to a brand-new breaker). On a closed breaker there is no event, but the epoch
+    /// still moves on so that permits issued before do not count into the emptied window.
+    pub(crate) fn close_manually(
+        &mut self,
+        reason: TransitionReason,
+        now: Nanos,
+    ) -> Option<StateChange> {
+        if reason == TransitionReason::Reset {
+            self.consecutive_opens = 0;
+        }
         self.window.clear();
         if self.state == BreakerState::Closed {
             self.epoch = self.epoch.wrapping_add(1);
             return None;
         }
-        Some(self.transition(BreakerState::Closed, TransitionReason::ForcedClose, now))
-    }
-
-    /// Back to a brand-new breaker: closed, empty window, no opens remembered.
-    pub(crate) fn reset(&mut self, now: Nanos) -> Option<StateChange> {
-        self.consecutive_opens = 0;
-        self.window.clear();
-        if self.state == BreakerState::Closed {
-            self.epoch = self.epoch.wrapping_add(1);
-            return None;
-        }
-        Some(self.transition(BreakerState::Closed, TransitionReason::Reset, now))
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.state == BreakerState::Closed
+        Some(self.transition(BreakerState::Closed, reason, now))
     }
 
     pub(crate) fn snapshot(&mut self, now: Nanos) -> BreakerSnapshot {
@@ -317,8 +358,8 @@ impl Core {
         } = if self.state == BreakerState::Closed {
             self.window.totals(now)
         } else {
-            // Frozen: report the window as it was when the breaker opened.
-            self.window.totals(self.opened_at)
+            // Frozen: the window as it was when the breaker opened.
+            self.frozen
         };
         let closed = self.state == BreakerState::Closed;
         BreakerSnapshot {
