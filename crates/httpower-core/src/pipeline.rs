@@ -80,7 +80,7 @@ use crate::clock::{Clock, MonotonicClock, Nanos};
 use crate::rate::AcquireError;
 use crate::retry::{Classification, RetryPolicy, Step, StopReason};
 use crate::store::{Limiter, LimiterError, StoreError};
-use crate::timeout::{timeout_at, Elapsed, TimeoutPhase};
+use crate::timeout::{timeout_at_after, Elapsed, TimeoutPhase};
 
 /// The last outcome of a call that gave up.
 #[derive(Debug)]
@@ -401,7 +401,9 @@ impl<C: Clock + Clone> Pipeline<C> {
             Some(total) => {
                 let deadline = inner.clock.now() + total;
                 let run = self.run(key, Some(deadline), classify, op);
-                match timeout_at(&inner.clock, TimeoutPhase::Total, deadline, run).await {
+                match timeout_at_after(&inner.clock, TimeoutPhase::Total, deadline, total, run)
+                    .await
+                {
                     Ok(result) => result,
                     Err(elapsed) => Err(PipelineError::Timeout(elapsed)),
                 }
@@ -461,10 +463,11 @@ impl<C: Clock + Clone> Pipeline<C> {
                         // (phase `total`) rather than a second timer.
                         Ok(op(attempt).await)
                     } else {
-                        timeout_at(
+                        timeout_at_after(
                             &inner.clock,
                             TimeoutPhase::Attempt,
                             attempt_deadline,
+                            limit,
                             op(attempt),
                         )
                         .await
