@@ -282,12 +282,14 @@ pub(crate) struct Refused<V> {
     pub(crate) last: Option<V>,
 }
 
-/// Runs `check` under `strategy`: once for [`Strategy::Error`], in a sleep-and-retry loop
-/// bounded by `max_wait` for [`Strategy::Wait`]. Shared by every limiter front end, local
-/// or backed by a store.
+/// Applies `strategy` to a first answer: returns it if admitted, refuses at once for
+/// [`Strategy::Error`], and for [`Strategy::Wait`] sleeps and asks `check` again, bounded
+/// by `max_wait`. Shared by every limiter front end, local or backed by a store. Taking
+/// the first answer from the caller keeps the admitted path free of the loop's future.
 pub(crate) async fn acquire_with<C, V, F, Fut>(
     clock: &C,
     strategy: Strategy,
+    first: V,
     mut check: F,
 ) -> Result<V, Refused<V>>
 where
@@ -298,11 +300,8 @@ where
 {
     // Read the clock only once a wait is on the table: the admitted path stays cheap.
     let mut started = None;
+    let mut answer = first;
     loop {
-        let answer = check().await.map_err(|too_big| Refused {
-            error: too_big.into(),
-            last: None,
-        })?;
         let decision = *answer.decision();
         if decision.allowed {
             return Ok(answer);
@@ -325,6 +324,10 @@ where
         }
         // Another caller may take the slot first; then the loop waits again.
         clock.sleep_until(now + decision.retry_after).await;
+        answer = check().await.map_err(|too_big| Refused {
+            error: too_big.into(),
+            last: None,
+        })?;
     }
 }
 
@@ -445,7 +448,11 @@ where
         cost: u32,
         strategy: Strategy,
     ) -> Result<Decision, AcquireError> {
-        acquire_with(&self.inner.clock, strategy, || {
+        let first = self.check_n(key, cost)?;
+        if first.allowed {
+            return Ok(first);
+        }
+        acquire_with(&self.inner.clock, strategy, first, || {
             std::future::ready(self.check_n(key, cost))
         })
         .await

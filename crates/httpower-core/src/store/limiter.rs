@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, StoreFuture};
 use crate::clock::{Clock, MonotonicClock};
 use crate::rate::{
     acquire_with, AcquireError, Algorithm, AnyAlgorithm, CostExceedsLimit, Decision, HasDecision,
@@ -188,31 +188,52 @@ impl Limiter {
 
     /// Charges `cost` to `key`, applying the timeout and the fail mode.
     pub async fn check_n(&self, key: &str, cost: u32) -> Result<Verdict, CostExceedsLimit> {
+        Ok(match self.begin_check(key, cost)? {
+            Ok(verdict) => verdict,
+            Err(pending) => self.finish_check(pending).await,
+        })
+    }
+
+    /// Starts a check: the verdict when the store answered at once (memory), otherwise
+    /// the store's pending answer for [`finish_check`](Limiter::finish_check). Keeps
+    /// the common, synchronous case free of the timer and of a future.
+    fn begin_check<'a>(
+        &'a self,
+        key: &'a str,
+        cost: u32,
+    ) -> Result<Result<Verdict, StoreFuture<'a, Decision>>, CostExceedsLimit> {
         let inner = &*self.inner;
         CostExceedsLimit::ensure(cost, inner.algorithm.limit())?;
         let mut decision = inner.store.check(&inner.name, &inner.algorithm, key, cost);
-        let result = match decision.take_ready() {
-            // A store that answered at once (memory) needs no timer.
-            Some(result) => result,
-            None => {
-                let sleep = inner.clock.sleep(inner.timeout);
-                tokio::select! {
-                    biased;
-                    result = decision => result,
-                    () = sleep => Err(StoreError::Timeout {
-                        store: inner.store.name().to_owned(),
-                        after: inner.timeout,
-                    }),
-                }
-            }
+        Ok(match decision.take_ready() {
+            Some(result) => Ok(self.verdict(result)),
+            None => Err(decision),
+        })
+    }
+
+    /// Waits for a store's pending answer, at most the limiter's timeout.
+    async fn finish_check(&self, pending: StoreFuture<'_, Decision>) -> Verdict {
+        let inner = &*self.inner;
+        let sleep = inner.clock.sleep(inner.timeout);
+        let result = tokio::select! {
+            biased;
+            result = pending => result,
+            () = sleep => Err(StoreError::Timeout {
+                store: inner.store.name().to_owned(),
+                after: inner.timeout,
+            }),
         };
-        Ok(match result {
+        self.verdict(result)
+    }
+
+    fn verdict(&self, result: Result<Decision, StoreError>) -> Verdict {
+        match result {
             Ok(decision) => Verdict {
                 decision,
                 source: DecisionSource::Store,
             },
             Err(err) => self.fallback(err),
-        })
+        }
     }
 
     /// The verdict of the fail mode for a store failure.
@@ -233,11 +254,25 @@ impl Limiter {
     /// Admits `cost` for `key` under the limiter's strategy.
     pub async fn acquire_n(&self, key: &str, cost: u32) -> Result<Verdict, LimiterError> {
         let inner = &*self.inner;
-        let refused =
-            match acquire_with(&*inner.clock, inner.strategy, || self.check_n(key, cost)).await {
-                Ok(verdict) => return Ok(verdict),
-                Err(refused) => refused,
-            };
+        let limited = |source: AcquireError| LimiterError::Limited {
+            limiter: Arc::clone(&inner.name),
+            source,
+        };
+        let first = match self.begin_check(key, cost).map_err(|e| limited(e.into()))? {
+            Ok(verdict) => verdict,
+            Err(pending) => self.finish_check(pending).await,
+        };
+        if first.decision.allowed {
+            return Ok(first);
+        }
+        let refused = match acquire_with(&*inner.clock, inner.strategy, first, || {
+            self.check_n(key, cost)
+        })
+        .await
+        {
+            Ok(verdict) => return Ok(verdict),
+            Err(refused) => refused,
+        };
         let limiter = Arc::clone(&inner.name);
         Err(match refused.last {
             Some(Verdict {
