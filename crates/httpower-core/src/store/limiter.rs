@@ -29,9 +29,9 @@ pub enum DecisionSource {
     /// The store decided.
     Store,
     /// The store failed and the limiter admitted by its fail-open rule.
-    FailOpen(StoreError),
+    FailOpen(Box<StoreError>),
     /// The store failed and the limiter denied by its fail-closed rule.
-    FailClosed(StoreError),
+    FailClosed(Box<StoreError>),
 }
 
 /// A limiter's answer: the decision and who made it.
@@ -242,11 +242,11 @@ impl Limiter {
         match self.inner.fail_mode {
             FailMode::Open => Verdict {
                 decision: Decision::allow(limit, limit, Duration::ZERO),
-                source: DecisionSource::FailOpen(err),
+                source: DecisionSource::FailOpen(Box::new(err)),
             },
             FailMode::Closed => Verdict {
                 decision: Decision::deny(limit, 0, Duration::ZERO, self.inner.timeout),
-                source: DecisionSource::FailClosed(err),
+                source: DecisionSource::FailClosed(Box::new(err)),
             },
         }
     }
@@ -278,7 +278,10 @@ impl Limiter {
             Some(Verdict {
                 source: DecisionSource::FailClosed(source),
                 ..
-            }) => LimiterError::StoreUnavailable { limiter, source },
+            }) => LimiterError::StoreUnavailable {
+                limiter,
+                source: *source,
+            },
             _ => LimiterError::Limited {
                 limiter,
                 source: refused.error,
