@@ -1,0 +1,3 @@
+//! The `httpower` command.
+
+fn main() {}

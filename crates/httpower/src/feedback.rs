@@ -1,0 +1,1 @@
+//! Server rate-limit feedback: reading the limits a server advertises.

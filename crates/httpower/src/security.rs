@@ -1,0 +1,1 @@
+//! Outbound request guards: allowed hosts and private addresses.
