@@ -181,6 +181,11 @@ impl Limiter {
         self.inner.fail_mode
     }
 
+    /// What the limiter does when a request is over the limit.
+    pub fn strategy(&self) -> Strategy {
+        self.inner.strategy
+    }
+
     /// This limiter applied to one identifier.
     pub fn key<'a>(&'a self, key: &'a str) -> KeyedLimiter<'a> {
         KeyedLimiter { limiter: self, key }
