@@ -1,80 +1,60 @@
-//! The `httpower` command.
+//! `httpower`: run the demo, send resilient requests, check configuration files.
 //!
-//! For now a smoke run of the demo's pieces: it starts the embedded upstream,
-//! sends one request to each endpoint and prints a summary.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//! ```text
+//! httpower demo                      # a flaky local upstream, clients from examples/httpower.toml
+//! httpower request GET https://api.example.com/users/1 -H 'accept: application/json'
+//! httpower check --config httpower.toml
+//! ```
 
+mod check;
 mod demo;
+mod output;
+mod request;
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use clap::{Parser, Subcommand};
 
-use demo::report::{render_summary, ClientReport};
-use demo::upstream::{Upstream, UpstreamConfig};
-
-/// Sends `GET path` over a fresh connection and returns the status code.
-async fn status_of(upstream: &Upstream, path: &str) -> std::io::Result<u16> {
-    let addr = upstream.addr();
-    let mut stream = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw);
-    text.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status line"))
+/// Resilient HTTP from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "httpower", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-async fn smoke() -> std::io::Result<()> {
-    let started = Instant::now();
-    let config = UpstreamConfig {
-        slow_long_delay: Duration::from_millis(200),
-        ..UpstreamConfig::default()
-    };
-    let upstream = Upstream::start(config).await?;
-    println!(
-        "upstream on {} (limit {} per {:?})",
-        upstream.base_url(),
-        upstream.config().limit,
-        upstream.config().window
-    );
-    let mut report = ClientReport::new("smoke");
-    for path in ["/ok", "/flaky", "/slow", "/limited", "/dead"] {
-        let sent = Instant::now();
-        let status = status_of(&upstream, path).await?;
-        report.record_attempts(1);
-        if status < 400 {
-            report.record_success(sent.elapsed());
-        } else {
-            report.record_failure(status.to_string(), sent.elapsed());
-            report.record_retry(status.to_string());
-        }
-        println!("{} -> {status}", upstream.url(path));
-    }
-    report.record_transition("closed", "open");
-    report.record_limiter_wait(Duration::from_millis(5));
-    report.record_limiter_denial();
-    println!("{} retries recorded", report.retries());
-    let hits = upstream.hits();
-    upstream.shutdown().await;
-    print!(
-        "{}",
-        render_summary(&[report], Some(&hits), started.elapsed())
-    );
-    Ok(())
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs a bounded workload against an embedded flaky upstream and prints what the
+    /// policies did (retries, breaker transitions, limiter waits, latency).
+    Demo(demo::DemoArgs),
+    /// Sends one request through the policies; prints status, headers and body on
+    /// stdout, retries and waits on stderr.
+    Request(request::RequestArgs),
+    /// Validates a configuration file and prints the effective configuration, with
+    /// units and with secrets redacted.
+    Check {
+        /// The configuration file (default: $HTTPOWER_CONFIG, then ./httpower.toml).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match smoke().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("httpower: {error}");
-            std::process::ExitCode::FAILURE
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check::run(config.as_deref()),
+        Command::Demo(args) => runtime().map_or_else(|code| code, |rt| rt.block_on(demo::run(args))),
+        Command::Request(args) => {
+            runtime().map_or_else(|code| code, |rt| rt.block_on(request::run(args)))
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| output::fail(&format!("cannot start the async runtime: {err}")))
 }

@@ -489,6 +489,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Sets every timeout at once; `None` turns that timeout off.
+    pub(crate) fn set_timeouts(
+        mut self,
+        connect: Option<Duration>,
+        read: Option<Duration>,
+        pool: Option<Duration>,
+        attempt: Option<Duration>,
+        total: Option<Duration>,
+    ) -> Self {
+        self.connect_timeout = connect;
+        self.read_timeout = read;
+        self.pool_timeout = pool;
+        self.attempt_timeout = attempt;
+        self.total_timeout = total;
+        self
+    }
+
     /// Idle connections kept per host.
     pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = Some(max);
