@@ -1,1 +1,0 @@
-//! Server rate-limit feedback: reading the limits a server advertises.
