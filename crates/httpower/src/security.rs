@@ -1,1 +1,0 @@
-//! Outbound request guards: allowed hosts and private addresses.
