@@ -45,7 +45,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check::run(config.as_deref()),
-        Command::Demo(args) => runtime().map_or_else(|code| code, |rt| rt.block_on(demo::run(args))),
+        Command::Demo(args) => {
+            runtime().map_or_else(|code| code, |rt| rt.block_on(demo::run(args)))
+        }
         Command::Request(args) => {
             runtime().map_or_else(|code| code, |rt| rt.block_on(request::run(args)))
         }

@@ -151,16 +151,22 @@ fn report_event(event: &ClientEvent) {
             ..
         } => output::note(&format!(
             "# attempt {attempt} failed ({reason}); retrying in {delay:?}{}",
-            if *from_retry_after { " (Retry-After)" } else { "" }
+            if *from_retry_after {
+                " (Retry-After)"
+            } else {
+                ""
+            }
         )),
         ClientEvent::RateLimitWait { waited, server, .. } => output::note(&format!(
             "# waited {waited:?} for the {} rate limit",
             if *server { "server's" } else { "client" }
         )),
-        ClientEvent::RateLimited { retry_after, .. } => output::note(&format!(
-            "# rate limited; retry after {retry_after:?}"
-        )),
-        ClientEvent::CircuitOpen { key, retry_after, .. } => output::note(&format!(
+        ClientEvent::RateLimited { retry_after, .. } => {
+            output::note(&format!("# rate limited; retry after {retry_after:?}"))
+        }
+        ClientEvent::CircuitOpen {
+            key, retry_after, ..
+        } => output::note(&format!(
             "# circuit for {key} is open; retry after {retry_after:?}"
         )),
         other => output::note(&format!("# {}", other.name())),

@@ -637,7 +637,7 @@ impl ClientBuilder {
 
         let host_policy = {
             let mut policy = HostPolicy::builder()
-                .allowed_hosts(self.allowed_hosts.iter().map(String::as_str))
+                .allowed_hosts(self.allowed_hosts.iter().cloned())
                 .block_private_ips(self.block_private_ips);
             for network in &self.private_exemptions {
                 policy = policy.exempt_cidr(*network);

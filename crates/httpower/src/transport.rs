@@ -130,10 +130,8 @@ fn violation_reason(violation: &Violation) -> Reason {
             host: host.clone(),
             ip: *ip,
         },
-        #[allow(unreachable_patterns)]
-        _ => Reason::HostNotAllowed {
-            host: String::new(),
-        },
+        Violation::TooManyRedirects { .. } => Reason::Redirect,
+        _ => Reason::InvalidUrl,
     }
 }
 
