@@ -65,9 +65,7 @@ pub(crate) fn parse(text: &str, bare: BareUnit) -> Result<Duration, String> {
         if num_len == 0 {
             return Err(format!("{text:?}"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("{text:?}"))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| format!("{text:?}"))?;
         rest = rest[num_len..].trim_start();
         let unit_len = rest
             .find(|c: char| !c.is_alphabetic())
@@ -84,9 +82,7 @@ pub(crate) fn parse(text: &str, bare: BareUnit) -> Result<Duration, String> {
         };
         rest = rest[unit_len..].trim_start();
         let part = scaled(number, unit_nanos).ok_or_else(|| format!("{text:?}"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("{text:?}"))?;
+        total = total.checked_add(part).ok_or_else(|| format!("{text:?}"))?;
     }
     Ok(total)
 }

@@ -280,10 +280,7 @@ mod tests {
     #[test]
     fn closest_picks_the_nearest_plausible_key() {
         let keys = ["max_retries", "base_delay", "max_delay"];
-        assert_eq!(
-            closest("max_retrys", keys).as_deref(),
-            Some("max_retries")
-        );
+        assert_eq!(closest("max_retrys", keys).as_deref(), Some("max_retries"));
         assert_eq!(closest("max_dealy", keys).as_deref(), Some("max_delay"));
         assert_eq!(closest("colour", keys), None);
         assert_eq!(closest("BASE_DELAY", keys).as_deref(), Some("base_delay"));
@@ -297,6 +294,8 @@ mod tests {
             "retry.max_retries: expected an integer, found \"three\""
         );
         let e = ConfigError::new(ConfigErrorKind::UnsetVariable, "stores.main.url", "", "X");
-        assert!(e.to_string().starts_with("stores.main.url: environment variable `X`"));
+        assert!(e
+            .to_string()
+            .starts_with("stores.main.url: environment variable `X`"));
     }
 }

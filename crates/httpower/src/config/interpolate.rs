@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(expand("${EMPTY:-fallback}", &vars).unwrap(), "fallback");
         assert_eq!(expand("${EMPTY}", &vars).unwrap(), "");
         assert_eq!(expand("${MISSING:-}", &vars).unwrap(), "");
-        assert_eq!(expand("cost $5, $${HOST}", &vars).unwrap(), "cost $5, ${HOST}");
+        assert_eq!(
+            expand("cost $5, $${HOST}", &vars).unwrap(),
+            "cost $5, ${HOST}"
+        );
         assert_eq!(expand("a$", &vars).unwrap(), "a$");
     }
 
@@ -161,6 +164,9 @@ mod tests {
             expand("${1BAD}", &vars),
             Err(ExpandError::Malformed(_))
         ));
-        assert!(matches!(expand("${}", &vars), Err(ExpandError::Malformed(_))));
+        assert!(matches!(
+            expand("${}", &vars),
+            Err(ExpandError::Malformed(_))
+        ));
     }
 }

@@ -276,12 +276,7 @@ impl Config {
     /// The fully merged settings of client `name`.
     pub fn client(&self, name: &str) -> Result<ClientSettings, ConfigError> {
         self.clients.get(name).cloned().ok_or_else(|| {
-            ConfigError::unknown_name(
-                join("clients", name),
-                "client",
-                name,
-                self.client_names(),
-            )
+            ConfigError::unknown_name(join("clients", name), "client", name, self.client_names())
         })
     }
 
@@ -368,7 +363,10 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let location = e.span().map(|span| {
         let before = &text[..span.start.min(text.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
         format!("line {line}, column {col}")
     });
     ConfigError::new(
@@ -420,7 +418,14 @@ fn build(root: &Reader<'_>) -> Result<Config, ConfigError> {
     };
 
     let global = read_global(root)?;
-    let defaults = resolve_client("default", "", &global, &ClientExtra::default(), false, &known)?;
+    let defaults = resolve_client(
+        "default",
+        "",
+        &global,
+        &ClientExtra::default(),
+        false,
+        &known,
+    )?;
 
     let mut clients = BTreeMap::new();
     if let Some(table) = root.get("clients") {
@@ -437,8 +442,7 @@ fn build(root: &Reader<'_>) -> Result<Config, ConfigError> {
             };
             let own_rate_settings = own.rate_limit.has_settings;
             let merged = own.over(&preset.over(&global));
-            let settings =
-                resolve_client(name, &path, &merged, &extra, own_rate_settings, &known)?;
+            let settings = resolve_client(name, &path, &merged, &extra, own_rate_settings, &known)?;
             clients.insert(name.clone(), settings);
         }
     }
@@ -612,11 +616,7 @@ fn resolve_client(
     })
 }
 
-fn read_store(
-    value: &toml::Value,
-    path: &str,
-    ctx: &Ctx,
-) -> Result<StoreSettings, ConfigError> {
+fn read_store(value: &toml::Value, path: &str, ctx: &Ctx) -> Result<StoreSettings, ConfigError> {
     let table = as_table(value, path)?;
     let strategy = match table.get("strategy") {
         None if table.contains_key("url") || table.contains_key("nodes") => "redis",
@@ -709,7 +709,9 @@ fn read_store(
         db: r.u32("db", 0)?,
         username: r.name("username")?,
         password: r.string("password")?,
-        key_prefix: r.name("key_prefix")?.unwrap_or_else(|| "httpower".to_owned()),
+        key_prefix: r
+            .name("key_prefix")?
+            .unwrap_or_else(|| "httpower".to_owned()),
         max_connections: r.u32("max_connections", 1)?.unwrap_or(10),
         socket_timeout: r
             .nonzero_duration("socket_timeout", s)?
@@ -787,7 +789,10 @@ fn read_server(
                 ));
             }
         }
-        let mode = match route.choice("mode", &["all_must_pass", "any_must_pass", "most_restrictive"])? {
+        let mode = match route.choice(
+            "mode",
+            &["all_must_pass", "any_must_pass", "most_restrictive"],
+        )? {
             Some("any_must_pass") => CompositeMode::AnyMustPass,
             Some("most_restrictive") => CompositeMode::MostRestrictive,
             _ => CompositeMode::AllMustPass,

@@ -256,10 +256,7 @@ impl RetryLayer {
             max_delay,
             jitter,
             max_retry_after: self.max_retry_after.unwrap_or(d.max_retry_after),
-            retry_on_status: self
-                .retry_on_status
-                .clone()
-                .unwrap_or(d.retry_on_status),
+            retry_on_status: self.retry_on_status.clone().unwrap_or(d.retry_on_status),
             retry_safe: self.retry_safe.unwrap_or(d.retry_safe),
             retry_after_on_any_status: self
                 .retry_after_on_any_status
@@ -300,18 +297,17 @@ impl BreakerLayer {
     pub(crate) fn read(r: &Reader<'_>) -> Result<Self, ConfigError> {
         let size = r.u32("window_size", 1)?;
         let duration = r.nonzero_duration("window_duration", BareUnit::Millis)?;
-        let window = match (size, duration) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::invalid(
+        let window =
+            match (size, duration) {
+                (Some(_), Some(_)) => return Err(ConfigError::invalid(
                     r.at("window_duration"),
                     "either window_size (count-based) or window_duration (time-based), not both",
                     "both",
-                ))
-            }
-            (Some(n), None) => Some(WindowChoice::Count(n)),
-            (None, Some(d)) => Some(WindowChoice::Time(d)),
-            (None, None) => None,
-        };
+                )),
+                (Some(n), None) => Some(WindowChoice::Count(n)),
+                (None, Some(d)) => Some(WindowChoice::Time(d)),
+                (None, None) => None,
+            };
         Ok(BreakerLayer {
             enabled: r.bool("enabled")?,
             failure_threshold: r.u32("failure_threshold", 1)?,
@@ -412,7 +408,10 @@ pub(crate) enum RateSpec {
 pub(crate) enum Source {
     Inline(RateSpec),
     /// `limiter = "NAME"`, with the path of that key.
-    Named { name: String, at: String },
+    Named {
+        name: String,
+        at: String,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -535,9 +534,20 @@ impl LimitLayer {
     pub(crate) fn read(r: &Reader<'_>) -> Result<Self, ConfigError> {
         let named = match r.name("limiter")? {
             Some(name) => {
-                if let Some(k) = ["rate_per_second", "requests", "limit", "max_concurrent",
-                    "algorithm", "burst", "store_id", "timeout", "fail_closed", "per",
-                    "window_seconds", "window"]
+                if let Some(k) = [
+                    "rate_per_second",
+                    "requests",
+                    "limit",
+                    "max_concurrent",
+                    "algorithm",
+                    "burst",
+                    "store_id",
+                    "timeout",
+                    "fail_closed",
+                    "per",
+                    "window_seconds",
+                    "window",
+                ]
                 .into_iter()
                 .find(|k| r.has(k))
                 {
@@ -660,9 +670,10 @@ impl LimitLayer {
                     format!("algorithm {:?} with max_concurrent", algorithm.name()),
                 ))
             }
-            (AlgorithmKind::SlidingWindow | AlgorithmKind::FixedWindow, RateSpec::Rate {
-                count, key, at, ..
-            }) if count.fract() != 0.0 => {
+            (
+                AlgorithmKind::SlidingWindow | AlgorithmKind::FixedWindow,
+                RateSpec::Rate { count, key, at, .. },
+            ) if count.fract() != 0.0 => {
                 return Err(ConfigError::invalid(
                     join(at, key),
                     "a whole number of requests for a window algorithm",

@@ -11,7 +11,11 @@ use super::model::{
 };
 
 /// The names of the built-in presets.
-pub const PRESET_NAMES: [&str; 3] = ["payment_processing", "high_volume_api", "microservices_mesh"];
+pub const PRESET_NAMES: [&str; 3] = [
+    "payment_processing",
+    "high_volume_api",
+    "microservices_mesh",
+];
 
 fn ms(n: u64) -> Option<Duration> {
     Some(Duration::from_millis(n))

@@ -109,7 +109,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A sub-table with its own set of keys.
-    pub(crate) fn table(&self, key: &str, valid: &[&str]) -> Result<Option<Reader<'a>>, ConfigError> {
+    pub(crate) fn table(
+        &self,
+        key: &str,
+        valid: &[&str],
+    ) -> Result<Option<Reader<'a>>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => Reader::of_value(v, self.at(key), self.ctx, valid).map(Some),
@@ -161,10 +165,11 @@ impl<'a> Reader<'a> {
         let n = match self.get(key) {
             None => return Ok(None),
             Some(toml::Value::Integer(i)) => *i,
-            Some(v @ toml::Value::String(s)) if self.was_expanded(key) => s
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| self.bad(key, &expected, v))?,
+            Some(v @ toml::Value::String(s)) if self.was_expanded(key) => {
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| self.bad(key, &expected, v))?
+            }
             Some(v) => return Err(self.bad(key, &expected, v)),
         };
         if n < min || n > max {
@@ -197,10 +202,11 @@ impl<'a> Reader<'a> {
             None => return Ok(None),
             Some(toml::Value::Integer(i)) => *i as f64,
             Some(toml::Value::Float(f)) => *f,
-            Some(v @ toml::Value::String(s)) if self.was_expanded(key) => s
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| self.bad(key, &expected, v))?,
+            Some(v @ toml::Value::String(s)) if self.was_expanded(key) => {
+                s.trim()
+                    .parse::<f64>()
+                    .map_err(|_| self.bad(key, &expected, v))?
+            }
             Some(v) => return Err(self.bad(key, &expected, v)),
         };
         if !n.is_finite() || n < min || n > max {
@@ -213,11 +219,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn positive(&self, key: &str) -> Result<Option<f64>, ConfigError> {
         let n = self.number(key, 0.0, f64::INFINITY)?;
         if n == Some(0.0) {
-            return Err(ConfigError::invalid(
-                self.at(key),
-                "a number above 0",
-                "0",
-            ));
+            return Err(ConfigError::invalid(self.at(key), "a number above 0", "0"));
         }
         Ok(n)
     }
@@ -236,7 +238,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A duration: a unit string (`"250ms"`) or a bare number in `unit`.
-    pub(crate) fn duration(&self, key: &str, unit: BareUnit) -> Result<Option<Duration>, ConfigError> {
+    pub(crate) fn duration(
+        &self,
+        key: &str,
+        unit: BareUnit,
+    ) -> Result<Option<Duration>, ConfigError> {
         let expected = || {
             format!(
                 "a duration such as \"250ms\", \"5s\", \"1m\" or a number of {}",
@@ -281,9 +287,7 @@ impl<'a> Reader<'a> {
         unit: BareUnit,
     ) -> Result<Option<Option<Duration>>, ConfigError> {
         match self.get(key) {
-            Some(toml::Value::String(s)) if s.trim().eq_ignore_ascii_case("none") => {
-                Ok(Some(None))
-            }
+            Some(toml::Value::String(s)) if s.trim().eq_ignore_ascii_case("none") => Ok(Some(None)),
             Some(toml::Value::Boolean(false)) => Ok(Some(None)),
             _ => Ok(self.nonzero_duration(key, unit)?.map(Some)),
         }
@@ -314,7 +318,10 @@ impl<'a> Reader<'a> {
     }
 
     /// An array of values, each with its own path.
-    pub(crate) fn array(&self, key: &str) -> Result<Option<Vec<(String, &'a toml::Value)>>, ConfigError> {
+    pub(crate) fn array(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<(String, &'a toml::Value)>>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(toml::Value::Array(items)) => {
@@ -347,7 +354,10 @@ impl<'a> Reader<'a> {
     }
 
     /// A table of string values, in file order.
-    pub(crate) fn string_map(&self, key: &str) -> Result<Option<Vec<(String, String)>>, ConfigError> {
+    pub(crate) fn string_map(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<(String, String)>>, ConfigError> {
         let Some(value) = self.get(key) else {
             return Ok(None);
         };

@@ -10,8 +10,7 @@ use httpower_core::store::{CompositeMode, FailMode};
 use super::duration::Human;
 use super::path::join;
 use super::settings::{
-    AlgorithmKind, ClientSettings, JitterKind, LimiterSettings, Quantity, RouteKey,
-    StoreSettings,
+    AlgorithmKind, ClientSettings, JitterKind, LimiterSettings, Quantity, RouteKey, StoreSettings,
 };
 use super::Config;
 
@@ -35,7 +34,15 @@ const SECRET_HEADERS: &[&str] = &[
 
 /// Fragments that make any header or query parameter name secret.
 const SECRET_FRAGMENTS: &[&str] = &[
-    "auth", "token", "secret", "password", "passwd", "key", "cookie", "session", "signature",
+    "auth",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "key",
+    "cookie",
+    "session",
+    "signature",
     "credential",
 ];
 
@@ -140,7 +147,10 @@ pub(crate) fn render(config: &Config) -> String {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if !config.stores_map().contains_key(super::model::DEFAULT_STORE) {
+    if !config
+        .stores_map()
+        .contains_key(super::model::DEFAULT_STORE)
+    {
         if let Ok(memory) = config.store(super::model::DEFAULT_STORE) {
             stores.insert(0, (super::model::DEFAULT_STORE.to_owned(), memory));
         }
@@ -156,7 +166,11 @@ pub(crate) fn render(config: &Config) -> String {
 
     let server = config.server();
     if !server.trusted_proxies.is_empty() || !server.routes.is_empty() {
-        let proxies: Vec<String> = server.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        let proxies: Vec<String> = server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         Section::open(&mut out, "server").kv("trusted_proxies", list(&proxies));
         for route in &server.routes {
             out.push_str("\n[[server.routes]]\n");
@@ -268,8 +282,10 @@ fn render_client(out: &mut String, header: &str, c: &ClientSettings) {
                     .kv("window_buckets", buckets),
             };
             if let Some(rule) = b.slow_call {
-                s.kv("slow_call_duration", dur(rule.duration))
-                    .kv("slow_call_rate_threshold", format!("{:?}", rule.rate_threshold));
+                s.kv("slow_call_duration", dur(rule.duration)).kv(
+                    "slow_call_rate_threshold",
+                    format!("{:?}", rule.rate_threshold),
+                );
             }
             s.kv("timeout", dur(b.timeout))
                 .kv("timeout_multiplier", format!("{:?}", b.timeout_multiplier));
@@ -409,10 +425,7 @@ mod tests {
             redact_url("redis://user:pass@host:6379/0"),
             "redis://[redacted]@host:6379/0"
         );
-        assert_eq!(
-            redact_url("redis://:pass@host"),
-            "redis://[redacted]@host"
-        );
+        assert_eq!(redact_url("redis://:pass@host"), "redis://[redacted]@host");
         assert_eq!(
             redact_url("https://api.example.com/v1?api_key=abc&page=2#top"),
             "https://api.example.com/v1?api_key=[redacted]&page=2#top"

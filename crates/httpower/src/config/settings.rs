@@ -225,10 +225,9 @@ impl RetrySettings {
             }
         };
         // Validate the backoff now, so a bad value is reported against its key.
-        builder
-            .clone()
-            .build()
-            .map_err(|e| ConfigError::invalid(join(prefix, e.field()), e.to_string(), "an invalid value"))?;
+        builder.clone().build().map_err(|e| {
+            ConfigError::invalid(join(prefix, e.field()), e.to_string(), "an invalid value")
+        })?;
         Ok(builder)
     }
 }
@@ -473,10 +472,11 @@ impl LimiterSettings {
                 Ok(AnyAlgorithm::Gcra(Gcra::new(quota)))
             }
             AlgorithmKind::SlidingWindow | AlgorithmKind::FixedWindow => {
-                let quota =
-                    WindowQuota::new(count as u32, period).map_err(quota_err)?;
+                let quota = WindowQuota::new(count as u32, period).map_err(quota_err)?;
                 Ok(match self.algorithm {
-                    AlgorithmKind::FixedWindow => AnyAlgorithm::FixedWindow(FixedWindow::new(quota)),
+                    AlgorithmKind::FixedWindow => {
+                        AnyAlgorithm::FixedWindow(FixedWindow::new(quota))
+                    }
                     _ => AnyAlgorithm::SlidingWindow(SlidingWindow::new(quota)),
                 })
             }
@@ -499,11 +499,12 @@ fn quota_error(prefix: &str, s: &LimiterSettings, e: &QuotaError) -> ConfigError
         _ => "window_seconds",
     };
     let found = match (key, s.quantity) {
-        ("burst", _) => s.burst.map_or_else(|| "the default".to_owned(), |b| b.to_string()),
-        (_, Quantity::Rate { count, period }) => format!(
-            "{count} per {}",
-            super::duration::format_duration(period)
-        ),
+        ("burst", _) => s
+            .burst
+            .map_or_else(|| "the default".to_owned(), |b| b.to_string()),
+        (_, Quantity::Rate { count, period }) => {
+            format!("{count} per {}", super::duration::format_duration(period))
+        }
         _ => String::new(),
     };
     ConfigError::invalid(join(prefix, key), e.to_string(), found)
