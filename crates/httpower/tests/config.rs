@@ -1048,3 +1048,39 @@ fn rendered_text_is_valid_toml() {
         panic!("rendered text is not TOML: {e}\n{text}");
     }
 }
+
+#[test]
+fn an_empty_file_means_the_built_in_defaults() {
+    assert_eq!(parse_ok(""), Config::default());
+    let d = Config::default();
+    assert!(d.client_names().is_empty());
+    assert_eq!(d.store_names(), vec!["memory"]);
+    assert!(d.defaults().circuit_breaker.is_some());
+    assert!(d.defaults().rate_limit.is_none());
+}
+
+#[test]
+fn max_wait_time_alone_means_the_wait_strategy() {
+    let config = parse_ok(
+        r#"
+        [clients.w]
+        rate_limit = { requests = 5, max_wait_time = 1500 }
+        [clients.e]
+        rate_limit = { requests = 5, max_wait_time = 1500, strategy = "error" }
+        [clients.d]
+        rate_limit = { requests = 5, strategy = "wait" }
+        "#,
+    );
+    let strategy = |name: &str| {
+        config
+            .client(name)
+            .unwrap()
+            .rate_limit
+            .unwrap()
+            .limiter
+            .strategy
+    };
+    assert_eq!(strategy("w"), Strategy::Wait { max_wait: MS(1500) });
+    assert_eq!(strategy("e"), Strategy::Error);
+    assert_eq!(strategy("d"), Strategy::Wait { max_wait: SECS(5) });
+}
