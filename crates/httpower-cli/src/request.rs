@@ -45,7 +45,7 @@ pub(crate) struct RequestArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    httpower::config::parse_duration(text).map_err(|err| err.to_string())
+    httpower::config::parse_duration(text)
 }
 
 fn builder(args: &RequestArgs) -> Result<ClientBuilder, String> {
@@ -74,9 +74,8 @@ pub(crate) async fn run(args: RequestArgs) -> ExitCode {
         Ok(client) => client,
         Err(err) => return output::fail(&format!("{}: {err}", err.name())),
     };
-    let method = match Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()) {
-        Ok(method) => method,
-        Err(_) => return output::fail(&format!("invalid method `{}`", args.method)),
+    let Ok(method) = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()) else {
+        return output::fail(&format!("invalid method `{}`", args.method));
     };
     let mut request = client.request(method, &args.url);
     for header in &args.headers {
@@ -162,7 +161,7 @@ fn report_event(event: &ClientEvent) {
             if *server { "server's" } else { "client" }
         )),
         ClientEvent::RateLimited { retry_after, .. } => {
-            output::note(&format!("# rate limited; retry after {retry_after:?}"))
+            output::note(&format!("# rate limited; retry after {retry_after:?}"));
         }
         ClientEvent::CircuitOpen {
             key, retry_after, ..

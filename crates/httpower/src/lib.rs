@@ -9,6 +9,7 @@ mod error;
 pub mod events;
 mod execute;
 pub mod feedback;
+mod profile;
 mod request;
 mod response;
 pub mod security;

@@ -46,18 +46,17 @@ impl ClientBuilder {
         let store = match &settings.rate_limit {
             Some(rate_limit) => {
                 let store_id = &rate_limit.limiter.store_id;
-                match config.store(store_id) {
-                    Some(StoreSettings::Memory(memory)) => Some(Arc::new(MemoryStore::with_config(
+                match config.store(store_id)? {
+                    StoreSettings::Memory(memory) => Some(Arc::new(MemoryStore::with_config(
                         memory.to_keyed_config(),
                         clock.clone(),
                     )) as Arc<dyn Store>),
-                    Some(StoreSettings::Redis(_)) => {
+                    StoreSettings::Redis(_) => {
                         return Err(unsupported_store(
                             format!("stores.{store_id}.strategy"),
                             "redis",
                         ))
                     }
-                    None => None,
                 }
             }
             None => None,

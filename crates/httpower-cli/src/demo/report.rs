@@ -98,6 +98,7 @@ impl ClientReport {
     }
 
     /// Retries, whatever the reason.
+    #[cfg(test)]
     pub(crate) fn retries(&self) -> u64 {
         self.retries_by_reason.values().sum()
     }

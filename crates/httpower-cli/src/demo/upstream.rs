@@ -147,6 +147,7 @@ impl Upstream {
     }
 
     /// The socket address the upstream listens on.
+    #[cfg(test)]
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -157,13 +158,9 @@ impl Upstream {
     }
 
     /// The URL of `path` (which starts with `/`) on this upstream.
+    #[cfg(test)]
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
-    }
-
-    /// The configuration the upstream runs with.
-    pub(crate) fn config(&self) -> &UpstreamConfig {
-        &self.shared.config
     }
 
     /// Requests received so far, per endpoint.

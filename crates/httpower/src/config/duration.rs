@@ -119,6 +119,12 @@ impl fmt::Display for Human {
     }
 }
 
+/// Parses a duration written with a unit (`"250ms"`, `"5s"`, `"1m30s"`); a bare number
+/// is read in seconds. For command-line flags and other text outside a file.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse(text, BareUnit::Seconds)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

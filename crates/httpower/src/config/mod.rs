@@ -65,7 +65,7 @@ use httpower_core::clock::MonotonicClock;
 use httpower_core::store::CompositeMode;
 use ipnet::IpNet;
 
-pub use self::duration::format_duration;
+pub use self::duration::{format_duration, parse_duration};
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::presets::PRESET_NAMES;
 pub use self::settings::{

@@ -59,9 +59,9 @@ pub struct TimeoutSettings {
     pub write: Option<Duration>,
     /// Waiting for a pooled connection. Default: none.
     pub pool: Option<Duration>,
-    /// One attempt, from sending to the end of the response headers. Default: none.
+    /// One attempt, from sending to the end of the response headers. Default 30 s.
     pub attempt: Option<Duration>,
-    /// The whole call, every retry and wait included. Default: none.
+    /// The whole call, every retry and wait included. Default 90 s.
     pub total: Option<Duration>,
 }
 
@@ -72,8 +72,8 @@ impl Default for TimeoutSettings {
             read: Some(Duration::from_secs(30)),
             write: None,
             pool: None,
-            attempt: None,
-            total: None,
+            attempt: Some(Duration::from_secs(30)),
+            total: Some(Duration::from_secs(90)),
         }
     }
 }
