@@ -89,8 +89,6 @@ enum Action {
     Hang,
     /// Close the connection without an answer.
     Reset,
-    /// Answer once the gate is open.
-    Wait(Gate),
 }
 
 /// One scripted reply.
@@ -100,6 +98,8 @@ pub struct Reply {
     headers: Vec<(String, String)>,
     body: Bytes,
     action: Action,
+    /// Acts only once this gate is open.
+    gate: Option<Gate>,
 }
 
 impl Reply {
@@ -109,6 +109,7 @@ impl Reply {
             headers: Vec::new(),
             body: Bytes::new(),
             action: Action::Respond,
+            gate: None,
         }
     }
 
@@ -142,9 +143,9 @@ impl Reply {
         }
     }
 
-    /// Answers only once `gate` is open.
+    /// Answers (or resets) only once `gate` is open.
     pub fn after(mut self, gate: &Gate) -> Self {
-        self.action = Action::Wait(gate.clone());
+        self.gate = Some(gate.clone());
         self
     }
 }
@@ -231,11 +232,13 @@ async fn answer(state: Arc<State>, request: Request<Incoming>) -> Service {
         headers: parts.headers,
         body,
     });
+    if let Some(gate) = &reply.gate {
+        gate.wait().await;
+    }
     match &reply.action {
         Action::Respond => {}
         Action::Hang => std::future::pending::<()>().await,
         Action::Reset => return Err("scripted connection reset".into()),
-        Action::Wait(gate) => gate.wait().await,
     }
     let mut response = Response::new(Full::new(reply.body.clone()));
     *response.status_mut() = StatusCode::from_u16(reply.status)?;
@@ -496,6 +499,13 @@ impl Events {
     /// Waits for the next event of the stream (consumed by this call only).
     pub async fn next(&mut self) -> ClientEvent {
         bounded(self.rx.recv()).await.expect("event channel closed")
+    }
+
+    /// Waits until `n` events named `name` have been reported in all.
+    pub async fn wait_count(&mut self, name: &str, n: usize) {
+        while self.count(name) < n {
+            self.next().await;
+        }
     }
 
     /// Waits for the next retry event.
