@@ -60,7 +60,11 @@ async fn failures_open_the_breaker_and_calls_then_fail_fast() {
         assert_eq!(get_status(&client, &url).await, 500);
     }
     assert_eq!(server.hits("/fail"), 3);
-    let snapshot = client.breakers().unwrap().state(&server.host_key()).unwrap();
+    let snapshot = client
+        .breakers()
+        .unwrap()
+        .state(&server.host_key())
+        .unwrap();
     assert_eq!(snapshot.state, BreakerState::Open);
     assert_eq!(snapshot.failures, 3);
 
@@ -162,14 +166,13 @@ async fn a_failed_probe_opens_the_breaker_again() {
     assert_eq!(err.retry_after(), Some(OPEN_FOR));
     assert_eq!(server.hits("/dep"), 4);
 
-    let seen: Vec<(BreakerState, BreakerState, TransitionReason)> = std::iter::from_fn(|| {
-        changes.try_recv().ok()
-    })
-    .map(|c| {
-        assert_eq!(c.key.as_deref(), Some(server.host_key().as_str()));
-        (c.from, c.to, c.reason)
-    })
-    .collect();
+    let seen: Vec<(BreakerState, BreakerState, TransitionReason)> =
+        std::iter::from_fn(|| changes.try_recv().ok())
+            .map(|c| {
+                assert_eq!(c.key.as_deref(), Some(server.host_key().as_str()));
+                (c.from, c.to, c.reason)
+            })
+            .collect();
     assert_eq!(
         seen,
         [
@@ -272,16 +275,32 @@ async fn a_logical_request_records_one_outcome_after_its_retries() {
         .await
         .unwrap();
     assert_eq!(response.attempts(), 4);
-    let snapshot = client.breakers().unwrap().state(&server.host_key()).unwrap();
+    let snapshot = client
+        .breakers()
+        .unwrap()
+        .state(&server.host_key())
+        .unwrap();
     assert_eq!((snapshot.failures, snapshot.calls), (1, 1));
-    assert_eq!(snapshot.state, BreakerState::Closed, "4 attempts, 1 failure");
+    assert_eq!(
+        snapshot.state,
+        BreakerState::Closed,
+        "4 attempts, 1 failure"
+    );
 
     // A request that succeeds on retry is one success.
     server.script("/flaky", [Reply::status(503), Reply::ok("ok")]);
-    drive(&clock, &mut events, client.get(&server.url("/flaky")).send())
-        .await
+    drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/flaky")).send(),
+    )
+    .await
+    .unwrap();
+    let snapshot = client
+        .breakers()
+        .unwrap()
+        .state(&server.host_key())
         .unwrap();
-    let snapshot = client.breakers().unwrap().state(&server.host_key()).unwrap();
     assert_eq!((snapshot.failures, snapshot.successes), (1, 1));
 
     for _ in 0..2 {
@@ -304,8 +323,15 @@ async fn transport_failures_count_and_client_errors_do_not() {
     for _ in 0..10 {
         assert_eq!(get_status(&client, &server.url("/missing")).await, 404);
     }
-    let snapshot = client.breakers().unwrap().state(&server.host_key()).unwrap();
-    assert_eq!((snapshot.state, snapshot.failures), (BreakerState::Closed, 0));
+    let snapshot = client
+        .breakers()
+        .unwrap()
+        .state(&server.host_key())
+        .unwrap();
+    assert_eq!(
+        (snapshot.state, snapshot.failures),
+        (BreakerState::Closed, 0)
+    );
 
     for _ in 0..3 {
         let err = bounded(client.get(&server.url("/reset")).send())
@@ -363,7 +389,11 @@ async fn rate_limit_rejections_never_trip_the_breaker() {
             .unwrap_err();
         assert_eq!(err.name(), "too_many_requests");
     }
-    let snapshot = client.breakers().unwrap().state(&server.host_key()).unwrap();
+    let snapshot = client
+        .breakers()
+        .unwrap()
+        .state(&server.host_key())
+        .unwrap();
     assert_eq!(
         (snapshot.state, snapshot.calls, snapshot.failures),
         (BreakerState::Closed, 1, 0)
@@ -384,7 +414,11 @@ async fn breakers_can_be_forced_open_and_closed() {
         .await
         .unwrap_err();
     assert_eq!(err.name(), "service_unavailable");
-    assert_eq!(server.hits("/x"), 0, "forced open stays open past the timeout");
+    assert_eq!(
+        server.hits("/x"),
+        0,
+        "forced open stays open past the timeout"
+    );
 
     breaker.force_close();
     assert_eq!(get_status(&client, &server.url("/x")).await, 200);

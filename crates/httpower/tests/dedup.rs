@@ -138,10 +138,7 @@ async fn the_owners_status_is_everyones_status() {
     let (builder, mut events) = test_client(&clock);
     let client = builder.dedup(true).no_retry().build().unwrap();
     let gate = Gate::new();
-    server.script(
-        "/broken",
-        [Reply::status(500).body("boom").after(&gate)],
-    );
+    server.script("/broken", [Reply::status(500).body("boom").after(&gate)]);
     let url = server.url("/broken");
 
     let requests: Vec<_> = (0..10).map(|_| spawn_get(&client, &url, None)).collect();

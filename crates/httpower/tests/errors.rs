@@ -18,12 +18,7 @@ async fn a_header_value_with_crlf_is_refused_naming_the_header() {
     server.script("/x", [Reply::ok("ok")]);
     let client = Client::new().unwrap();
 
-    for value in [
-        "a\r\nx-injected: 1",
-        "a\nx-injected: 1",
-        "a\rb",
-        "a\0b",
-    ] {
+    for value in ["a\r\nx-injected: 1", "a\nx-injected: 1", "a\rb", "a\0b"] {
         let err = bounded(
             client
                 .get(&server.url("/x"))
@@ -176,7 +171,11 @@ async fn json_and_form_bodies_are_sent_with_their_content_type() {
 #[tokio::test]
 async fn invalid_urls_are_refused() {
     let client = Client::new().unwrap();
-    for url in ["not a url", "ftp://example.com/file", "/relative/without/base"] {
+    for url in [
+        "not a url",
+        "ftp://example.com/file",
+        "/relative/without/base",
+    ] {
         let err = bounded(client.get(url).send()).await.unwrap_err();
         assert_eq!(err.name(), "invalid_url", "{url}");
         assert_eq!(err.attempts(), 0);
@@ -210,14 +209,8 @@ async fn relative_paths_join_the_base_url() {
 #[tokio::test]
 async fn statuses_are_responses_until_asked_otherwise() {
     let server = Server::start().await;
-    server.script(
-        "/missing",
-        [Reply::status(404).body("nope")],
-    );
-    server.script(
-        "/busy",
-        [Reply::status(503).header("retry-after", "120")],
-    );
+    server.script("/missing", [Reply::status(404).body("nope")]);
+    server.script("/busy", [Reply::status(503).header("retry-after", "120")]);
     let clock = ManualClock::new();
     let (builder, _events) = test_client(&clock);
     let client = builder.build().unwrap();
@@ -277,9 +270,15 @@ async fn error_urls_and_messages_hold_no_secrets() {
     let err = support::drive(&clock, &mut events, client.get(&url).send())
         .await
         .unwrap_err();
-    assert_eq!(err.url(), Some(format!("http://127.0.0.1:{port}/pay").as_str()));
+    assert_eq!(
+        err.url(),
+        Some(format!("http://127.0.0.1:{port}/pay").as_str())
+    );
     let shown = err.to_string();
-    assert!(!shown.contains("hunter2") && !shown.contains("sk_live"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("sk_live"),
+        "{shown}"
+    );
     for event in events.all() {
         assert!(!event.request().url.contains("sk_live"));
         assert!(!event.request().url.contains("hunter2"));
@@ -413,7 +412,11 @@ fn retry_after_comes_with_the_reasons_that_have_one() {
         assert_eq!(reason.retry_after(), Some(wait));
         assert_eq!(Error::new(reason).retry_after(), Some(wait));
     }
-    for reason in [Reason::Connect, Reason::NetworkBlocked, Reason::RetryBudgetExhausted] {
+    for reason in [
+        Reason::Connect,
+        Reason::NetworkBlocked,
+        Reason::RetryBudgetExhausted,
+    ] {
         assert_eq!(Error::new(reason).retry_after(), None);
     }
     let nested = Reason::RetriesExhausted {

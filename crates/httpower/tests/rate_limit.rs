@@ -34,7 +34,10 @@ async fn the_error_strategy_refuses_at_once_with_retry_after() {
     server.script("/x", [Reply::ok("ok")]);
     let url = server.url("/x");
 
-    assert_eq!(bounded(client.get(&url).send()).await.unwrap().status(), 200);
+    assert_eq!(
+        bounded(client.get(&url).send()).await.unwrap().status(),
+        200
+    );
     let err = bounded(client.get(&url).send()).await.unwrap_err();
     assert_eq!(err.name(), "too_many_requests");
     assert_eq!(
@@ -62,7 +65,10 @@ async fn the_error_strategy_refuses_at_once_with_retry_after() {
     let err = bounded(client.get(&url).send()).await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_millis(600)));
     clock.advance(Duration::from_millis(600));
-    assert_eq!(bounded(client.get(&url).send()).await.unwrap().status(), 200);
+    assert_eq!(
+        bounded(client.get(&url).send()).await.unwrap().status(),
+        200
+    );
     assert_eq!(server.hits("/x"), 2);
 }
 
@@ -83,7 +89,10 @@ async fn the_wait_strategy_waits_for_a_slot_then_sends() {
     server.script("/x", [Reply::ok("ok")]);
     let url = server.url("/x");
 
-    assert_eq!(bounded(client.get(&url).send()).await.unwrap().status(), 200);
+    assert_eq!(
+        bounded(client.get(&url).send()).await.unwrap().status(),
+        200
+    );
     let waiting = tokio::spawn({
         let client = client.clone();
         let url = url.clone();
@@ -157,9 +166,13 @@ async fn a_logical_request_takes_one_token_whatever_its_retries() {
     );
     server.script("/ok", [Reply::ok("ok")]);
 
-    let response = drive(&clock, &mut events, client.get(&server.url("/flaky")).send())
-        .await
-        .unwrap();
+    let response = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/flaky")).send(),
+    )
+    .await
+    .unwrap();
     assert_eq!((response.status().as_u16(), response.attempts()), (200, 3));
     let remaining = client
         .limiter()
@@ -207,12 +220,16 @@ async fn limits_are_kept_per_host_or_per_chosen_key() {
     );
 
     // A request may name its bucket: a fresh one here, then spent.
-    assert!(bounded(client.get(&a.url("/x")).rate_limit_key("tenant-1").send())
-        .await
-        .is_ok());
-    assert!(bounded(client.get(&b.url("/x")).rate_limit_key("tenant-1").send())
-        .await
-        .is_err());
+    assert!(
+        bounded(client.get(&a.url("/x")).rate_limit_key("tenant-1").send())
+            .await
+            .is_ok()
+    );
+    assert!(
+        bounded(client.get(&b.url("/x")).rate_limit_key("tenant-1").send())
+            .await
+            .is_err()
+    );
     assert_eq!((a.hits("/x"), b.hits("/x")), (2, 1));
 
     // A client-wide key puts every host in one bucket.
@@ -288,7 +305,11 @@ async fn the_rate_drops_to_a_tenth_while_the_breaker_is_open() {
         .force_open();
     clock.advance(Duration::from_secs(60));
     assert_eq!(burst(&client, &url, 10).await, (1, 9));
-    assert_eq!(server.hits("/x"), 10, "the admitted one met the open breaker");
+    assert_eq!(
+        server.hits("/x"),
+        10,
+        "the admitted one met the open breaker"
+    );
 
     // Closed again: back to the full rate.
     client

@@ -50,7 +50,11 @@ async fn other_statuses_are_not_retried() {
         let response = drive(&clock, &mut events, client.get(&server.url(&path)).send())
             .await
             .unwrap();
-        assert_eq!(response.status(), code, "a {code} is a response, not an error");
+        assert_eq!(
+            response.status(),
+            code,
+            "a {code} is a response, not an error"
+        );
         assert_eq!(response.attempts(), 1, "{code}");
         assert_eq!(server.hits(&path), 1, "{code} must not be retried");
     }
@@ -95,7 +99,11 @@ async fn post_and_patch_are_not_retried_by_default() {
     .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.attempts(), 1);
-    assert_eq!(server.hits("/post"), 1, "a POST must not be repeated on its own");
+    assert_eq!(
+        server.hits("/post"),
+        1,
+        "a POST must not be repeated on its own"
+    );
 
     let response = drive(
         &clock,
@@ -320,9 +328,13 @@ async fn exhausted_retries_on_resets_are_an_error_with_the_attempts() {
     let client = builder.build().unwrap();
     server.script("/reset", [Reply::reset()]);
 
-    let err = drive(&clock, &mut events, client.get(&server.url("/reset")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/reset")).send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.name(), "retries_exhausted");
     assert_eq!(err.attempts(), 4);
     assert_eq!(
@@ -333,7 +345,11 @@ async fn exhausted_retries_on_resets_are_an_error_with_the_attempts() {
         }
     );
     assert!(!err.is_local());
-    assert_eq!(server.hits("/reset"), 4, "one hit per attempt, no hidden retries");
+    assert_eq!(
+        server.hits("/reset"),
+        4,
+        "one hit per attempt, no hidden retries"
+    );
     assert!(events
         .retries()
         .iter()
@@ -368,9 +384,13 @@ async fn the_last_status_survives_a_later_transport_failure() {
     let client = builder.build().unwrap();
     server.script("/flaky", [Reply::status(502), Reply::reset()]);
 
-    let err = drive(&clock, &mut events, client.get(&server.url("/flaky")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/flaky")).send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.name(), "retries_exhausted");
     assert_eq!(err.attempts(), 4);
     assert_eq!(err.last_status(), Some(http::StatusCode::BAD_GATEWAY));
@@ -467,7 +487,10 @@ async fn a_streaming_body_is_not_silently_left_unretried() {
     .unwrap_err();
     assert_eq!(err.name(), "body_not_replayable");
     assert_eq!(err.attempts(), 1);
-    assert_eq!(err.last_status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        err.last_status(),
+        Some(http::StatusCode::SERVICE_UNAVAILABLE)
+    );
     assert_eq!(server.hits("/upload"), 1);
     assert_eq!(server.requests("/upload")[0].body, "streamed");
 }
@@ -515,7 +538,10 @@ async fn a_hanging_server_ends_at_the_total_timeout() {
     let server = Server::start().await;
     let clock = ManualClock::new();
     let (builder, _events) = test_client(&clock);
-    let client = builder.total_timeout(Duration::from_secs(5)).build().unwrap();
+    let client = builder
+        .total_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     server.script("/hang", [Reply::hang()]);
 
     let request = tokio::spawn({
@@ -551,7 +577,13 @@ async fn a_per_request_timeout_replaces_the_clients() {
     let request = tokio::spawn({
         let client = client.clone();
         let url = server.url("/hang");
-        async move { client.get(&url).timeout(Duration::from_secs(2)).send().await }
+        async move {
+            client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+        }
     });
     server.wait_hits("/hang", 1).await;
     clock.advance(Duration::from_secs(2));
@@ -621,9 +653,13 @@ async fn an_empty_retry_budget_stops_retries() {
     server.script("/503", [Reply::status(503)]);
 
     // Two retries granted, the third refused.
-    let err = drive(&clock, &mut events, client.get(&server.url("/reset")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/reset")).send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.name(), "retry_budget_exhausted");
     assert_eq!(err.reason(), &Reason::RetryBudgetExhausted);
     assert_eq!(err.attempts(), 3);
@@ -648,9 +684,13 @@ async fn an_empty_retry_budget_stops_retries() {
 
     // Once the window has passed, the floor is back.
     clock.advance(Duration::from_secs(3));
-    let err = drive(&clock, &mut events, client.get(&server.url("/reset")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/reset")).send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.attempts(), 3);
     assert_eq!(server.hits("/reset"), 7);
 }
@@ -666,9 +706,13 @@ async fn each_retry_is_reported_with_its_attempt_reason_and_delay() {
         [Reply::status(500), Reply::reset(), Reply::ok("finally")],
     );
 
-    let response = drive(&clock, &mut events, client.get(&server.url("/mixed")).send())
-        .await
-        .unwrap();
+    let response = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/mixed")).send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.attempts(), 3);
     let seen: Vec<(u32, String, Duration)> = events
         .retries()

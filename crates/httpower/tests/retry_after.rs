@@ -57,7 +57,10 @@ fn rfc850(at: SystemTime) -> String {
 
 fn asctime(at: SystemTime) -> String {
     let f = fields(at);
-    format!("{} {} {:>2} {} {}", f.weekday, f.month, f.day, f.time, f.year)
+    format!(
+        "{} {} {:>2} {} {}",
+        f.weekday, f.month, f.day, f.time, f.year
+    )
 }
 
 /// Spawns a GET of `path`, waits for its first retry and returns it with the request.
@@ -132,7 +135,10 @@ async fn a_429_is_honoured_too() {
     );
 
     let (retry, request) = first_retry(&server, &client, &mut events, "/limited").await;
-    assert_eq!((retry.delay, retry.reason.as_str()), (Duration::from_secs(3), "429"));
+    assert_eq!(
+        (retry.delay, retry.reason.as_str()),
+        (Duration::from_secs(3), "429")
+    );
     second_attempt_after(&server, &clock, "/limited", Duration::from_secs(3), request).await;
 }
 
@@ -238,10 +244,7 @@ async fn a_wait_beyond_max_retry_after_is_returned_not_slept() {
     assert!(events.retries().is_empty());
 
     // As an error, it still carries the server's wait.
-    server.script(
-        "/later",
-        [Reply::status(429).header("retry-after", "3600")],
-    );
+    server.script("/later", [Reply::status(429).header("retry-after", "3600")]);
     let err = bounded(client.get(&server.url("/later")).send())
         .await
         .unwrap()
@@ -312,9 +315,13 @@ async fn retry_after_on_other_statuses_is_opt_in() {
     let (builder, mut events) = test_client(&clock);
     let client = builder.build().unwrap();
     server.script("/default", script());
-    drive(&clock, &mut events, client.get(&server.url("/default")).send())
-        .await
-        .unwrap();
+    drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/default")).send(),
+    )
+    .await
+    .unwrap();
     let retry = &events.retries()[0];
     assert_eq!((retry.delay, retry.from_retry_after), (RETRY_DELAY, false));
 
@@ -336,7 +343,10 @@ async fn a_retry_after_past_the_total_deadline_is_not_waited() {
     let server = Server::start().await;
     let clock = ManualClock::new();
     let (builder, events) = test_client(&clock);
-    let client = builder.total_timeout(Duration::from_secs(10)).build().unwrap();
+    let client = builder
+        .total_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     server.script(
         "/busy",
         [

@@ -30,7 +30,10 @@ async fn an_unstubbed_request_is_blocked_before_the_network() {
     assert_eq!(err.attempts(), 0);
     assert!(err.is_local());
     assert_eq!(server.total_hits(), 0);
-    assert!(events.retries().is_empty(), "a blocked request is not retried");
+    assert!(
+        events.retries().is_empty(),
+        "a blocked request is not retried"
+    );
 
     // A stub for another path does not open the network either.
     let client = Client::builder()
@@ -82,7 +85,14 @@ async fn stubs_belong_to_their_client() {
     // A clone shares its client's stubs.
     let clone = a.clone();
     assert_eq!(
-        clone.get("/whoami").send().await.unwrap().text().await.unwrap(),
+        clone
+            .get("/whoami")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
         "client a"
     );
     assert_eq!(a_stub.hits(), 21);
@@ -199,10 +209,8 @@ async fn injected_faults_exhaust_retries_and_open_breakers() {
 
 #[tokio::test]
 async fn replies_come_in_order_and_the_last_repeats() {
-    let stub = Stub::get("/seq").replies([
-        StubReply::text(200, "one"),
-        StubReply::text(200, "two"),
-    ]);
+    let stub =
+        Stub::get("/seq").replies([StubReply::text(200, "one"), StubReply::text(200, "two")]);
     let client = Client::builder().stub(stub.clone()).build().unwrap();
     let mut texts = Vec::new();
     for _ in 0..4 {
@@ -285,10 +293,7 @@ async fn closure_stubs_see_the_request() {
             }
             let version = request.headers.get("x-api-version")?.to_str().ok()?;
             let body = String::from_utf8(request.body.clone()?.to_vec()).ok()?;
-            Some(
-                StubReply::text(200, format!("v{version}: {body}"))
-                    .header("x-echo", "yes"),
-            )
+            Some(StubReply::text(200, format!("v{version}: {body}")).header("x-echo", "yes"))
         })
         .build()
         .unwrap();

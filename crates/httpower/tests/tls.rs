@@ -7,15 +7,15 @@ mod support;
 
 use std::sync::Arc;
 
+use httpower::core::clock::ManualClock;
 use httpower::{Client, Reason};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use httpower::core::clock::ManualClock;
 use support::{bounded, drive, test_client, Reply, Server};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::crypto::aws_lc_rs::default_provider;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -40,8 +40,7 @@ fn pki(names: &[&str]) -> Pki {
 
     let leaf_key = KeyPair::generate().unwrap();
     let mut leaf_params =
-        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-            .unwrap();
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
     leaf_params
         .distinguished_name
         .push(DnType::CommonName, names[0]);
@@ -77,11 +76,19 @@ async fn an_unknown_ca_is_refused_by_default() {
     let (builder, mut events) = test_client(&clock);
     let client = builder.build().unwrap();
 
-    let err = drive(&clock, &mut events, client.get(&server.url("/secure")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/secure")).send(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.attempts() >= 1);
-    assert_eq!(server.total_hits(), 0, "no request after a failed handshake");
+    assert_eq!(
+        server.total_hits(),
+        0,
+        "no request after a failed handshake"
+    );
 }
 
 #[tokio::test]
@@ -96,9 +103,13 @@ async fn an_unknown_ca_fails_with_reason_tls_and_is_not_retried() {
     let (builder, mut events) = test_client(&clock);
     let client = builder.build().unwrap();
 
-    let err = drive(&clock, &mut events, client.get(&server.url("/secure")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/secure")).send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.name(), "tls");
     assert_eq!(err.reason(), &Reason::Tls);
     assert_eq!(err.attempts(), 1, "a certificate failure is not retried");
@@ -133,9 +144,13 @@ async fn a_certificate_for_another_name_is_refused_even_from_a_trusted_ca() {
     let clock = ManualClock::new();
     let (builder, mut events) = test_client(&clock);
     let client = builder.add_root_certificate_pem(ca_pem).build().unwrap();
-    let err = drive(&clock, &mut events, client.get(&server.url("/secure")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/secure")).send(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.attempts() >= 1);
     assert_eq!(server.total_hits(), 0);
 }
@@ -148,9 +163,13 @@ async fn a_certificate_for_another_name_fails_with_reason_tls() {
     let clock = ManualClock::new();
     let (builder, mut events) = test_client(&clock);
     let client = builder.add_root_certificate_pem(ca_pem).build().unwrap();
-    let err = drive(&clock, &mut events, client.get(&server.url("/secure")).send())
-        .await
-        .unwrap_err();
+    let err = drive(
+        &clock,
+        &mut events,
+        client.get(&server.url("/secure")).send(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), &Reason::Tls);
     assert_eq!(err.attempts(), 1);
     assert_eq!(server.total_hits(), 0);
@@ -173,7 +192,9 @@ async fn accepting_invalid_certificates_must_be_spelled_out() {
 #[tokio::test]
 async fn a_malformed_root_certificate_is_a_build_error() {
     let err = Client::builder()
-        .add_root_certificate_pem("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        .add_root_certificate_pem(
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        )
         .build()
         .unwrap_err();
     assert_eq!(err.reason(), &Reason::Tls);
