@@ -28,7 +28,22 @@ use crate::error::{Error, Reason};
 #[derive(Clone)]
 pub struct Client {
     client: crate::Client,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<OwnedRuntime>,
+}
+
+/// The client's runtime. Dropping a runtime from inside another one panics, so there
+/// it is shut down in the background instead.
+#[derive(Debug)]
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -75,7 +90,7 @@ impl ClientBuilder {
         };
         Ok(Client {
             client,
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(OwnedRuntime(Some(runtime))),
         })
     }
 }
@@ -146,14 +161,15 @@ impl Client {
     }
 }
 
-fn block_on<F: std::future::Future>(
-    runtime: &tokio::runtime::Runtime,
-    future: F,
-) -> Result<F::Output, Error> {
+fn block_on<F: std::future::Future>(runtime: &OwnedRuntime, future: F) -> Result<F::Output, Error> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(Error::new(Reason::BlockingInAsyncContext));
     }
-    Ok(runtime.block_on(future))
+    match &runtime.0 {
+        Some(runtime) => Ok(runtime.block_on(future)),
+        // Only empty while being dropped.
+        None => Err(Error::new(Reason::Transport)),
+    }
 }
 
 /// The blocking twin of [`crate::RequestBuilder`].
@@ -161,7 +177,7 @@ fn block_on<F: std::future::Future>(
 #[derive(Debug)]
 pub struct RequestBuilder {
     inner: crate::RequestBuilder,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<OwnedRuntime>,
 }
 
 macro_rules! forward {

@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, StatusCode};
 use httpower_core::breaker::{BreakerPermit, BreakerState, CallOutcome};
@@ -50,11 +50,25 @@ pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Re
         url: Arc::from(crate::error::display_url(&request.url)),
         correlation_id: Arc::from(correlation_id),
     };
-    let dedup = request.overrides.dedup.unwrap_or(inner.dedup) && request.body.is_replayable();
+    // The client-wide setting covers the safe methods only: two identical POSTs are two
+    // orders. A caller may still ask for it on one request of any method.
+    let dedup = request
+        .overrides
+        .dedup
+        .unwrap_or_else(|| inner.dedup && is_safe(&request.method))
+        && request.body.is_replayable();
     if dedup {
         return crate::dedup::run(client, request, info).await;
     }
     run_logical(inner, request, info, false).await
+}
+
+/// Methods that only read: sharing one response among identical ones is harmless.
+fn is_safe(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
 }
 
 /// The caller's correlation id (header or builder), or a new `req_` + 16 hex one; the
@@ -191,11 +205,17 @@ async fn run(
 
     if let Some(limiter) = &inner.limiter {
         let factor = match (&breaker, inner.adaptive) {
-            (Some(breaker), true) => match breaker.state().state {
-                BreakerState::Closed => 1,
-                BreakerState::HalfOpen => 2,
-                BreakerState::Open => 10,
-            },
+            (Some(breaker), true) => {
+                let snapshot = breaker.state();
+                match snapshot.state {
+                    BreakerState::Closed => 1,
+                    BreakerState::HalfOpen => 2,
+                    // The open timeout has passed: this request may become the probe,
+                    // so it pays the half-open price.
+                    BreakerState::Open if snapshot.retry_after.is_some_and(|d| d.is_zero()) => 2,
+                    BreakerState::Open => 10,
+                }
+            }
             _ => 1,
         };
         let cost = factor.min(limiter.algorithm().limit()).max(1);
@@ -354,14 +374,18 @@ async fn attempts(
             None => into_outcome(send.await),
         };
 
+        // One reading of the response's rate-limit headers serves both the retry hint
+        // and the server feedback gate, so the two agree on when to come back.
+        let mut server_retry_after = None;
         if let Outcome::Response(response) = &outcome {
             progress
                 .last_status
                 .store(response.status().as_u16(), Ordering::Relaxed);
-            if let Some(gate) = &inner.feedback {
-                if let Some(feedback) =
-                    read_feedback(response.status(), response.headers(), SystemTime::now())
-                {
+            if let Some(feedback) =
+                read_feedback(response.status(), response.headers(), SystemTime::now())
+            {
+                server_retry_after = feedback.retry_after;
+                if let Some(gate) = &inner.feedback {
                     gate.limits.record(limit_key, &feedback, inner.clock.now());
                 }
             }
@@ -373,7 +397,7 @@ async fn attempts(
             }
         }
 
-        let classification = classify(inner, &outcome, retry_allowed);
+        let classification = classify(inner, &outcome, retry_allowed, server_retry_after);
         let Some(state) = state.as_mut() else {
             return finish(outcome, None, attempt, progress);
         };
@@ -428,7 +452,12 @@ fn is_local(reason: &Reason) -> bool {
 }
 
 /// Whether an attempt's outcome is final, or worth another attempt.
-fn classify(inner: &ClientInner, outcome: &Outcome, retry_allowed: bool) -> Classification {
+fn classify(
+    inner: &ClientInner,
+    outcome: &Outcome,
+    retry_allowed: bool,
+    retry_after: Option<Duration>,
+) -> Classification {
     match outcome {
         Outcome::Response(response) => {
             let status = response.status();
@@ -439,7 +468,7 @@ fn classify(inner: &ClientInner, outcome: &Outcome, retry_allowed: bool) -> Clas
                 || status == StatusCode::TOO_MANY_REQUESTS
                 || status == StatusCode::SERVICE_UNAVAILABLE
             {
-                response.retry_after()
+                retry_after
             } else {
                 None
             };

@@ -195,49 +195,63 @@ struct Chain {
 }
 
 impl Chain {
+    /// Walks every error reachable from `err`: its `source()` chain and, for I/O
+    /// errors, the error they wrap (`io::Error::source` skips it, and reqwest nests
+    /// rustls' error two I/O errors deep).
     fn of(err: &(dyn StdError + 'static)) -> Self {
         let mut chain = Chain::default();
-        let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-        while let Some(err) = next {
-            if err.downcast_ref::<rustls::Error>().is_some() {
-                chain.tls = true;
+        let mut pending: Vec<&(dyn StdError + 'static)> = vec![err];
+        // Bounded: error chains are short, but a cyclic `source` must not hang us.
+        let mut budget = 64;
+        while let Some(err) = pending.pop() {
+            budget -= 1;
+            if budget == 0 {
+                break;
             }
+            chain.inspect(err);
             if let Some(io) = err.downcast_ref::<io::Error>() {
-                if io
-                    .get_ref()
-                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-                {
-                    chain.tls = true;
-                }
-                if matches!(
-                    io.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::UnexpectedEof
-                ) {
-                    chain.reset = true;
+                if let Some(inner) = io.get_ref() {
+                    pending.push(inner);
                 }
             }
-            if let Some(h2) = err.downcast_ref::<h2::Error>() {
-                if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
-                    chain.refused_stream = true;
-                } else if h2.is_go_away() || h2.is_reset() || h2.is_io() {
-                    chain.reset = true;
-                }
+            if let Some(next) = err.source() {
+                pending.push(next);
             }
-            if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
-                if hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed() {
-                    chain.reset = true;
-                }
-            }
-            // hyper-util's connector names a resolution failure only in its message.
-            if err.to_string().starts_with("dns error") {
-                chain.dns = true;
-            }
-            next = err.source();
         }
         chain
+    }
+
+    fn inspect(&mut self, err: &(dyn StdError + 'static)) {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            self.tls = true;
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) {
+                self.reset = true;
+            }
+        }
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                self.refused_stream = true;
+            } else if h2.is_go_away() || h2.is_reset() || h2.is_io() {
+                self.reset = true;
+            }
+        }
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed() {
+                self.reset = true;
+            }
+        }
+        // hyper-util's connector names a resolution failure only in its message.
+        if err.to_string().starts_with("dns error") {
+            self.dns = true;
+        }
     }
 }
 

@@ -127,10 +127,6 @@ fn the_async_client_underneath_shares_the_pool_and_policies() {
 }
 
 #[test]
-#[ignore = "bug: dropping the last clone of blocking::Client inside an async context \
-            panics ('Cannot drop a runtime in a context where blocking is not allowed'): \
-            blocking.rs keeps its tokio Runtime in an Arc and drops it in place; the call \
-            that gets BlockingInAsyncContext then panics when the client goes out of scope"]
 fn dropping_it_inside_an_async_runtime_does_not_panic() {
     let client = blocking::Client::new().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()

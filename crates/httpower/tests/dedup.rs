@@ -275,9 +275,6 @@ async fn a_cancelled_owner_does_not_strand_the_waiters() {
 }
 
 #[tokio::test]
-#[ignore = "bug: dedup merges identical concurrent POSTs into one upstream call (execute.rs \
-            dedups any method with a replayable body): the second POST, which the caller \
-            meant to send, never reaches the server though POST is not idempotent"]
 async fn identical_posts_are_not_merged() {
     let server = Server::start().await;
     let clock = ManualClock::new();

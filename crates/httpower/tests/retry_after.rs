@@ -224,7 +224,7 @@ async fn a_wait_beyond_max_retry_after_is_returned_not_slept() {
     let server = Server::start().await;
     let clock = ManualClock::new();
     let (builder, events) = test_client(&clock);
-    let client = builder.build().unwrap();
+    let client = builder.server_feedback(false).build().unwrap();
     server.script(
         "/later",
         [
@@ -234,6 +234,8 @@ async fn a_wait_beyond_max_retry_after_is_returned_not_slept() {
     );
 
     // Default cap: 60 s. Nothing advances the clock, so a sleep would hang here.
+    // (The server feedback gate is off here: on, it would also hold the next request
+    // to this host for the hour; `a_long_retry_after_holds_the_next_request` covers it.)
     let response = bounded(client.get(&server.url("/later")).send())
         .await
         .unwrap();
@@ -269,7 +271,9 @@ async fn max_retry_after_is_configurable() {
     let (builder, mut events) = support::record_events(
         httpower::Client::builder()
             .clock(clock.clone())
-            .retry(policy),
+            .retry(policy)
+            // Feedback on, the six-second hint would also hold the next request.
+            .server_feedback(false),
     );
     let client = builder.build().unwrap();
     server.script(
@@ -383,4 +387,42 @@ async fn an_unparseable_retry_after_falls_back_to_the_backoff() {
     assert_eq!(response.attempts(), 2);
     let retry = &events.retries()[0];
     assert_eq!((retry.delay, retry.from_retry_after), (RETRY_DELAY, false));
+}
+
+#[tokio::test]
+async fn a_long_retry_after_holds_the_next_request() {
+    let server = Server::start().await;
+    let clock = ManualClock::new();
+    let (builder, _events) = test_client(&clock);
+    let client = builder.build().unwrap();
+    server.script(
+        "/later",
+        [
+            Reply::status(503).header("retry-after", "3600"),
+            Reply::ok("too early"),
+        ],
+    );
+
+    let response = bounded(client.get(&server.url("/later")).send())
+        .await
+        .unwrap();
+    assert_eq!((response.status().as_u16(), response.attempts()), (503, 1));
+
+    // The server asked for an hour: the next request to that host is refused locally,
+    // at once (longer than the client would wait), with the remaining wait.
+    let err = bounded(client.get(&server.url("/later")).send())
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "rate_limit_wait_timeout");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3_600)));
+    assert_eq!(err.attempts(), 0);
+    assert_eq!(server.hits("/later"), 1);
+
+    // Once the hour has passed, requests flow again.
+    clock.advance(Duration::from_secs(3_600));
+    let response = bounded(client.get(&server.url("/later")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.hits("/later"), 2);
 }

@@ -92,11 +92,6 @@ async fn an_unknown_ca_is_refused_by_default() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a certificate verification failure is classified `connect` (transient, \
-            nothing sent) and retried 4 times instead of failing at once with reason `tls`: \
-            transport.rs Chain::of misses the rustls::Error because reqwest wraps it as \
-            io::Error(Other) -> io::Error(InvalidData) -> rustls::Error, it only looks one \
-            io level deep (get_ref), and io::Error::source() skips the inner error"]
 async fn an_unknown_ca_fails_with_reason_tls_and_is_not_retried() {
     let (server, _ca) = https_server(&["localhost", "127.0.0.1"]).await;
     let clock = ManualClock::new();
@@ -156,8 +151,6 @@ async fn a_certificate_for_another_name_is_refused_even_from_a_trusted_ca() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a name mismatch (NotValidForName) is classified `connect` and retried, \
-            not `tls`; same cause as an_unknown_ca_fails_with_reason_tls_and_is_not_retried"]
 async fn a_certificate_for_another_name_fails_with_reason_tls() {
     let (server, ca_pem) = https_server(&["other.example"]).await;
     let clock = ManualClock::new();
