@@ -80,6 +80,15 @@ impl ClientBuilder {
         }
 
         let timeouts = &settings.timeouts;
+        if let Some(write) = timeouts.write {
+            // reqwest has no separate write timeout; accepting the key and ignoring it
+            // would be a silent no-op.
+            return Err(Error::new(Reason::Config {
+                path: format!("clients.{}.timeouts.write", settings.name),
+                expected: "no write timeout (writes are bounded by the attempt timeout)".to_owned(),
+                found: crate::config::format_duration(write),
+            }));
+        }
         builder = builder.set_timeouts(
             timeouts.connect,
             timeouts.read,
