@@ -8,6 +8,7 @@
 
 mod check;
 mod demo;
+mod logging;
 mod output;
 mod request;
 

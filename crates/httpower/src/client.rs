@@ -12,6 +12,8 @@ use httpower_core::rate::{AnyAlgorithm, Strategy};
 use httpower_core::retry::RetryPolicy;
 use httpower_core::store::{Limiter, MemoryStore, Store};
 use ipnet::IpNet;
+use metrics::SharedString;
+use tokio::sync::broadcast;
 use url::Url;
 
 use crate::dedup::InFlight;
@@ -20,6 +22,8 @@ use crate::events::{ClientEvent, EventHook};
 use crate::feedback::ServerLimits;
 use crate::request::RequestBuilder;
 use crate::security::HostPolicy;
+use crate::observe::LogOptions;
+use crate::sanitize::Sanitizer;
 use crate::testing::{Stub, StubReply, StubRequest, Stubs};
 use crate::transport::Transport;
 
@@ -77,19 +81,33 @@ pub(crate) struct ClientInner {
     pub(crate) host_policy: Option<Arc<HostPolicy>>,
     pub(crate) correlation_header: HeaderName,
     pub(crate) hooks: Vec<EventHook>,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+    pub(crate) name: SharedString,
+    pub(crate) sanitizer: Arc<Sanitizer>,
+    pub(crate) log: LogOptions,
 }
 
 impl ClientInner {
+    /// Whether anyone listens to events (hooks or subscribers).
+    pub(crate) fn has_listeners(&self) -> bool {
+        !self.hooks.is_empty() || self.events.receiver_count() > 0
+    }
+
     pub(crate) fn emit(&self, event: impl FnOnce() -> ClientEvent) {
-        if self.hooks.is_empty() {
+        if !self.has_listeners() {
             return;
         }
         let event = event();
         for hook in &self.hooks {
             hook(&event);
         }
+        // No subscriber left is not an error.
+        let _ = self.events.send(event);
     }
 }
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_CAPACITY: usize = 1024;
 
 /// An HTTP client whose every request runs through the resilience policies.
 ///
@@ -193,6 +211,23 @@ impl Client {
     pub fn base_url(&self) -> Option<&Url> {
         self.inner.base_url.as_ref()
     }
+
+    /// The client's name: the `client` label of its metrics and log lines.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Events from now on (retries, breaker state changes, limiter waits and refusals,
+    /// deduplication, store fallbacks), sanitized like the logs. A subscriber that
+    /// falls more than 1,024 events behind loses the oldest (and is told so).
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The sanitizer applied to everything this client reports.
+    pub fn sanitizer(&self) -> &Sanitizer {
+        &self.inner.sanitizer
+    }
 }
 
 /// A TLS setting kept until build.
@@ -251,6 +286,9 @@ pub struct ClientBuilder {
     test_mode: bool,
     stubs: Stubs,
     hooks: Vec<EventHook>,
+    name: String,
+    sanitizer: Option<Sanitizer>,
+    log: LogOptions,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -314,6 +352,9 @@ impl ClientBuilder {
             test_mode: false,
             stubs: Stubs::default(),
             hooks: Vec::new(),
+            name: "default".to_owned(),
+            sanitizer: None,
+            log: LogOptions::default(),
         }
     }
 
@@ -590,6 +631,25 @@ impl ClientBuilder {
         self
     }
 
+    /// The client's name, used as the `client` label of metrics and in log lines
+    /// (default `default`; clients from the configuration file get their section name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How requests are logged (lines at `INFO` by default; headers and bodies off).
+    pub fn logging(mut self, log: LogOptions) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// The sanitizer for everything the client reports (default: the built-in lists).
+    pub fn sanitizer(mut self, sanitizer: Sanitizer) -> Self {
+        self.sanitizer = Some(sanitizer);
+        self
+    }
+
     /// Calls `hook` for every [`ClientEvent`].
     pub fn on_event(mut self, hook: impl Fn(&ClientEvent) + Send + Sync + 'static) -> Self {
         self.hooks.push(Arc::new(hook));
@@ -724,7 +784,7 @@ impl ClientBuilder {
                 }),
         });
 
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(ClientInner {
                 transport,
                 base_url,
@@ -755,8 +815,14 @@ impl ClientBuilder {
                 host_policy,
                 correlation_header,
                 hooks: self.hooks,
+                events: broadcast::channel(EVENT_CAPACITY).0,
+                name: SharedString::from(Arc::<str>::from(self.name)),
+                sanitizer: Arc::new(self.sanitizer.unwrap_or_default()),
+                log: self.log,
             }),
-        })
+        };
+        crate::observe::watch_breakers(&client);
+        Ok(client)
     }
 }
 

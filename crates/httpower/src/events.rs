@@ -17,7 +17,8 @@ use http::Method;
 pub struct RequestInfo {
     /// The request's method.
     pub method: Method,
-    /// The URL without userinfo, query or fragment.
+    /// The sanitized URL (no userinfo, secret query values or key-like path
+    /// segments).
     pub url: Arc<str>,
     /// The correlation id sent upstream.
     pub correlation_id: Arc<str>,
@@ -75,6 +76,19 @@ pub enum ClientEvent {
         /// The request.
         request: RequestInfo,
     },
+    /// A circuit breaker changed state.
+    BreakerStateChange {
+        /// The breaker key (`host:port` unless configured).
+        key: Arc<str>,
+        /// The state before.
+        from: httpower_core::breaker::BreakerState,
+        /// The state after.
+        to: httpower_core::breaker::BreakerState,
+        /// Failures in the window when it changed.
+        failures: u32,
+        /// Failure percentage of the window when it changed.
+        failure_rate: f64,
+    },
     /// The limiter's store failed and the fail mode decided.
     StoreFallback {
         /// The request.
@@ -87,15 +101,16 @@ pub enum ClientEvent {
 }
 
 impl ClientEvent {
-    /// The request the event belongs to.
-    pub fn request(&self) -> &RequestInfo {
+    /// The request the event belongs to (`None` for breaker state changes).
+    pub fn request(&self) -> Option<&RequestInfo> {
         match self {
             ClientEvent::Retry { request, .. }
             | ClientEvent::RateLimitWait { request, .. }
             | ClientEvent::RateLimited { request, .. }
             | ClientEvent::CircuitOpen { request, .. }
             | ClientEvent::Deduplicated { request }
-            | ClientEvent::StoreFallback { request, .. } => request,
+            | ClientEvent::StoreFallback { request, .. } => Some(request),
+            ClientEvent::BreakerStateChange { .. } => None,
         }
     }
 
@@ -108,6 +123,7 @@ impl ClientEvent {
             ClientEvent::CircuitOpen { .. } => "circuit_open",
             ClientEvent::Deduplicated { .. } => "deduplicated",
             ClientEvent::StoreFallback { .. } => "store_fallback",
+            ClientEvent::BreakerStateChange { .. } => "breaker_state_change",
         }
     }
 }

@@ -31,7 +31,9 @@ use httpower_core::rate::{AcquireError, Algorithm, Strategy};
 use httpower_core::retry::{Classification, RetryState, Step, StopReason};
 use httpower_core::store::{DecisionSource, LimiterError};
 use httpower_core::timeout::{timeout_at_after, TimeoutPhase as CoreTimeoutPhase};
+use metrics::SharedString;
 use parking_lot::Mutex;
+use tracing::Instrument;
 
 use crate::client::{is_idempotent, Client, ClientInner, SharedClock};
 use crate::error::{Error, Reason, TimeoutPhase};
@@ -39,17 +41,44 @@ use crate::events::{ClientEvent, RequestInfo};
 use crate::feedback::{read_feedback, Admission};
 use crate::request::Prepared;
 use crate::response::Response;
+use crate::observe;
 use crate::transport::{violation_error, AttemptError, AttemptRequest};
 
-/// Runs one logical request: correlation id, then dedup, then the policies.
+/// Runs one logical request: correlation id, then dedup, then the policies — inside
+/// the request's span, with its log lines and metrics.
 pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Response, Error> {
     let inner = &*client.inner;
     let correlation_id = correlation_id(inner, &mut request);
+    let span = tracing::info_span!(
+        "httpower.request",
+        client = %inner.name,
+        correlation_id = %correlation_id,
+        "http.request.method" = observe::metrics::method_label(&request.method),
+        "url.full" = tracing::field::Empty,
+        "server.address" = request.url.host_str().unwrap_or(""),
+        "http.response.status_code" = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let logged = inner.log.enabled && observe::level_enabled(inner.log.level);
+    // Sanitizing the URL costs a little: only when someone will see it.
+    let url: Arc<str> = if logged || inner.has_listeners() || !span.is_disabled() {
+        Arc::from(inner.sanitizer.url(&request.url))
+    } else {
+        Arc::from("")
+    };
+    span.record("url.full", &*url);
     let info = RequestInfo {
         method: request.method.clone(),
-        url: Arc::from(crate::error::display_url(&request.url)),
+        url,
         correlation_id: Arc::from(correlation_id),
     };
+    if logged {
+        span.in_scope(|| log_request(inner, &request, &info));
+    }
+    let method = request.method.clone();
+    let started = inner.clock.now();
     // The client-wide setting covers the safe methods only: two identical POSTs are two
     // orders. A caller may still ask for it on one request of any method.
     let dedup = request
@@ -57,10 +86,111 @@ pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Re
         .dedup
         .unwrap_or_else(|| inner.dedup && is_safe(&request.method))
         && request.body.is_replayable();
-    if dedup {
-        return crate::dedup::run(client, request, info).await;
+    let result = if dedup {
+        crate::dedup::run(client, request, info.clone())
+            .instrument(span.clone())
+            .await
+    } else {
+        run_logical(inner, request, info.clone(), false)
+            .instrument(span.clone())
+            .await
+    };
+    let took = inner.clock.now().saturating_duration_since(started);
+    observe_outcome(inner, &span, &method, &info, &result, took, logged);
+    result
+}
+
+/// The `→ GET url` line, with sanitized headers and body when asked for.
+fn log_request(inner: &ClientInner, request: &Prepared, info: &RequestInfo) {
+    let level = inner.log.level;
+    let headers = inner
+        .log
+        .headers
+        .then(|| inner.sanitizer.headers(&request.headers));
+    let body = match (inner.log.body, request.body.bytes()) {
+        (true, Some(bytes)) => {
+            let content_type = request
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            Some(inner.sanitizer.body(content_type, bytes))
+        }
+        _ => None,
+    };
+    match (headers, body) {
+        (None, None) => observe::line!(level, "→ {} {}", info.method, info.url),
+        (headers, body) => observe::line!(
+            level,
+            headers = ?headers.unwrap_or_default(),
+            body = body.as_deref().unwrap_or(""),
+            "→ {} {}",
+            info.method,
+            info.url
+        ),
     }
-    run_logical(inner, request, info, false).await
+}
+
+/// The `← 200 (45ms)` line, the span's result fields and the request metrics.
+fn observe_outcome(
+    inner: &ClientInner,
+    span: &tracing::Span,
+    method: &http::Method,
+    info: &RequestInfo,
+    result: &Result<Response, Error>,
+    took: std::time::Duration,
+    logged: bool,
+) {
+    let (outcome, status, attempts) = match result {
+        Ok(response) => (
+            if response.status().is_client_error() || response.status().is_server_error() {
+                "error_status"
+            } else {
+                "ok"
+            },
+            Some(response.status()),
+            response.attempts(),
+        ),
+        Err(err) => (err.name(), err.last_status(), err.attempts()),
+    };
+    observe::metrics::request(&inner.name, method, outcome, status, took);
+    let millis = took.as_millis();
+    if !span.is_disabled() {
+        if let Some(status) = status {
+            span.record("http.response.status_code", status.as_u16());
+        }
+        span.record("attempts", attempts);
+        span.record("outcome", outcome);
+        span.record("duration_ms", millis);
+    }
+    if !logged {
+        return;
+    }
+    let level = inner.log.level;
+    span.in_scope(|| match result {
+        Ok(response) if inner.log.headers => observe::line!(
+            level,
+            headers = ?inner.sanitizer.headers(response.headers()),
+            "← {} ({millis}ms) {} {}",
+            response.status().as_u16(),
+            info.method,
+            info.url
+        ),
+        Ok(response) => observe::line!(
+            level,
+            "← {} ({millis}ms) {} {}",
+            response.status().as_u16(),
+            info.method,
+            info.url
+        ),
+        Err(err) => tracing::warn!(
+            reason = err.name(),
+            attempts,
+            "✗ {} ({millis}ms) {} {}: {err}",
+            err.name(),
+            info.method,
+            info.url
+        ),
+    });
 }
 
 /// Methods that only read: sharing one response among identical ones is harmless.
@@ -71,8 +201,9 @@ fn is_safe(method: &http::Method) -> bool {
     )
 }
 
-/// The caller's correlation id (header or builder), or a new `req_` + 16 hex one; the
-/// header is set either way.
+/// The correlation id: the request's own (builder or header), else the task's
+/// ([`observe::with_correlation_id`]), else a new `req_` + 16 hex one. The header is set
+/// either way.
 fn correlation_id(inner: &ClientInner, request: &mut Prepared) -> String {
     let header = &inner.correlation_header;
     if let Some(id) = request.overrides.correlation_id.take() {
@@ -88,7 +219,13 @@ fn correlation_id(inner: &ClientInner, request: &mut Prepared) -> String {
     {
         return id.to_owned();
     }
-    let id = format!("req_{:016x}", rand::random::<u64>());
+    if let Some(id) = observe::current_correlation_id() {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            request.headers.insert(header.clone(), value);
+            return id.to_string();
+        }
+    }
+    let id = observe::new_correlation_id();
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers.insert(header.clone(), value);
     }
@@ -220,9 +357,19 @@ async fn run(
         };
         let cost = factor.min(limiter.algorithm().limit()).max(1);
         let started = inner.clock.now();
-        match limiter.acquire_n(limit_key, cost).await {
+        let decided = limiter.acquire_n(limit_key, cost).await;
+        let took = inner.clock.now().saturating_duration_since(started);
+        let limiter_label = SharedString::from(Arc::clone(limiter.name()));
+        let store_label = SharedString::from(limiter.store().name().to_owned());
+        let result = match &decided {
+            Ok(_) if took.is_zero() => "allowed",
+            Ok(_) => "waited",
+            Err(_) => "denied",
+        };
+        observe::metrics::rate_limit_decision(&limiter_label, &store_label, result, took);
+        match decided {
             Ok(verdict) => {
-                let waited = inner.clock.now().saturating_duration_since(started);
+                let waited = took;
                 if !waited.is_zero() {
                     inner.emit(|| ClientEvent::RateLimitWait {
                         request: info.clone(),
@@ -232,6 +379,7 @@ async fn run(
                     });
                 }
                 if let DecisionSource::FailOpen(_) = verdict.source {
+                    observe::metrics::store_fallback(&limiter_label, &store_label, true);
                     inner.emit(|| ClientEvent::StoreFallback {
                         request: info.clone(),
                         limiter: Arc::clone(limiter.name()),
@@ -250,6 +398,7 @@ async fn run(
                         },
                     },
                     LimiterError::StoreUnavailable { .. } => {
+                        observe::metrics::store_fallback(&limiter_label, &store_label, false);
                         inner.emit(|| ClientEvent::StoreFallback {
                             request: info.clone(),
                             limiter: Arc::clone(limiter.name()),
@@ -261,6 +410,14 @@ async fn run(
                     }
                 };
                 if let Some(retry_after) = reason.retry_after() {
+                    if inner.log.enabled {
+                        tracing::warn!(
+                            limiter = %limiter.name(),
+                            reason = reason.name(),
+                            "⏸ rate limited by `{}`: retry after {retry_after:?}",
+                            limiter.name()
+                        );
+                    }
                     inner.emit(|| ClientEvent::RateLimited {
                         request: info.clone(),
                         key: Arc::from(limit_key),
@@ -343,13 +500,24 @@ async fn attempts(
             wait_for_server(inner, gate, limit_key, info, deadline).await?;
         }
         progress.attempts.store(attempt, Ordering::Relaxed);
-        let send = inner.transport.send(AttemptRequest {
-            method: &request.method,
-            url: &request.url,
-            headers: &request.headers,
-            body: &request.body,
-            buffer,
-        });
+        let attempt_span = tracing::debug_span!(
+            "httpower.attempt",
+            attempt,
+            "http.request.resend_count" = attempt - 1,
+            "http.response.status_code" = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let attempt_started = inner.clock.now();
+        let send = inner
+            .transport
+            .send(AttemptRequest {
+                method: &request.method,
+                url: &request.url,
+                headers: &request.headers,
+                body: &request.body,
+                buffer,
+            })
+            .instrument(attempt_span.clone());
         let outcome = match attempt_timeout {
             Some(limit) => {
                 let attempt_deadline = inner.clock.now() + limit;
@@ -374,6 +542,14 @@ async fn attempts(
             None => into_outcome(send.await),
         };
 
+        let attempt_took = inner.clock.now().saturating_duration_since(attempt_started);
+        observe::metrics::attempt(&inner.name, &request.method, attempt_took);
+        if !attempt_span.is_disabled() {
+            if let Outcome::Response(response) = &outcome {
+                attempt_span.record("http.response.status_code", response.status().as_u16());
+            }
+            attempt_span.record("duration_ms", attempt_took.as_millis());
+        }
         // One reading of the response's rate-limit headers serves both the retry hint
         // and the server feedback gate, so the two agree on when to come back.
         let mut server_retry_after = None;
@@ -418,6 +594,19 @@ async fn attempts(
         }
         match state.next_on(classification, &inner.clock, deadline) {
             Step::Retry(event) => {
+                observe::metrics::retry(&inner.name, &event.reason);
+                if inner.log.enabled {
+                    tracing::warn!(
+                        attempt = event.attempt,
+                        reason = %event.reason,
+                        delay_ms = event.delay.as_millis(),
+                        "↻ attempt {} failed ({}); retrying in {:?}{}",
+                        event.attempt,
+                        event.reason,
+                        event.delay,
+                        if event.from_hint { " (Retry-After)" } else { "" }
+                    );
+                }
                 inner.emit(|| ClientEvent::Retry {
                     request: info.clone(),
                     attempt: event.attempt,

@@ -74,6 +74,7 @@ mod profile;
 mod request;
 mod response;
 pub mod security;
+pub mod observe;
 pub mod testing;
 mod transport;
 

@@ -7,7 +7,9 @@ use httpower_core::clock::{Clock, MonotonicClock};
 use httpower_core::store::{Limiter, MemoryStore, Store};
 
 use crate::client::{Client, ClientBuilder};
-use crate::config::{ClientSettings, Config, ConfigError, StoreSettings};
+use crate::config::{ClientSettings, Config, ConfigError, LogLevel, StoreSettings};
+use crate::observe::LogOptions;
+use crate::sanitize::Sanitizer;
 use crate::error::{Error, Reason};
 
 impl From<ConfigError> for Error {
@@ -144,6 +146,28 @@ impl ClientBuilder {
                 .server_feedback(rate_limit.server_feedback);
         }
 
+        let logging = &settings.logging;
+        builder = builder
+            .name(settings.name.clone())
+            .logging(LogOptions {
+                enabled: logging.enabled,
+                level: match logging.level {
+                    LogLevel::Trace => tracing::Level::TRACE,
+                    LogLevel::Debug => tracing::Level::DEBUG,
+                    LogLevel::Info => tracing::Level::INFO,
+                    LogLevel::Warn => tracing::Level::WARN,
+                    LogLevel::Error => tracing::Level::ERROR,
+                },
+                headers: logging.log_headers,
+                body: logging.log_body,
+            })
+            .sanitizer(
+                Sanitizer::builder()
+                    .extra_headers(logging.sanitize_headers.iter().cloned())
+                    .extra_fields(logging.sanitize_body_fields.iter().cloned())
+                    .max_body_bytes(logging.max_body_bytes)
+                    .build(),
+            );
         builder = builder
             .dedup(settings.dedup)
             .block_private_ips(settings.block_private_ips)

@@ -52,6 +52,14 @@ pub(crate) struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Log lines on stderr from this level up (`off`, `error`, `warn`, `info`, `debug`,
+    /// `trace`). At `warn`, every retry, refusal and breaker change, with its
+    /// request's correlation id; at `info`, every request and response too.
+    #[arg(long, default_value = "warn")]
+    log: String,
+    /// Print the Prometheus exposition of the run's metrics after the summary.
+    #[arg(long)]
+    metrics: bool,
 }
 
 fn load_config(args: &DemoArgs, upstream: &str) -> Result<Config, String> {
@@ -94,6 +102,15 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         args.concurrency
     ));
 
+    let metrics = if args.metrics {
+        match httpower::observe::prometheus::install() {
+            Ok(handle) => Some(handle),
+            Err(err) => return output::fail(&err.to_string()),
+        }
+    } else {
+        None
+    };
+
     let total = u64::from(args.requests) * DEMO_CLIENTS.len() as u64;
     let progress = if args.quiet {
         ProgressBar::hidden()
@@ -107,6 +124,10 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     };
+
+    if let Err(message) = crate::logging::install(&args.log, Some(progress.clone())) {
+        return output::fail(&message);
+    }
 
     let started = Instant::now();
     let mut reports = Vec::new();
@@ -157,6 +178,10 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     upstream.shutdown().await;
     let reports: Vec<ClientReport> = reports.iter().map(|report| report.lock().clone()).collect();
     output::out(&render_summary(&reports, Some(&hits), elapsed));
+    if let Some(metrics) = metrics {
+        output::out("");
+        output::out(&metrics.render());
+    }
     if finished.is_err() {
         return output::fail(&format!(
             "the workload did not finish within {RUN_LIMIT:?}; the summary is partial"

@@ -100,3 +100,88 @@ impl LogOptions {
         }
     }
 }
+
+/// Writes a line at a level chosen at run time (`tracing`'s macros want a constant).
+macro_rules! line {
+    ($level:expr, $($rest:tt)+) => {
+        match $level {
+            tracing::Level::ERROR => tracing::error!($($rest)+),
+            tracing::Level::WARN => tracing::warn!($($rest)+),
+            tracing::Level::INFO => tracing::info!($($rest)+),
+            tracing::Level::DEBUG => tracing::debug!($($rest)+),
+            _ => tracing::trace!($($rest)+),
+        }
+    };
+}
+pub(crate) use line;
+
+/// Whether a line at `level` would be written by the current subscriber.
+pub(crate) fn level_enabled(level: tracing::Level) -> bool {
+    match level {
+        tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
+        tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
+        tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
+        tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
+        _ => tracing::enabled!(tracing::Level::TRACE),
+    }
+}
+
+/// Follows the client's breakers: metrics, a `WARN` line and an event per state change.
+/// Needs a runtime to run on; a client built outside one reports breaker changes only
+/// through [`Breakers::subscribe`](crate::Breakers).
+pub(crate) fn watch_breakers(client: &crate::Client) {
+    let Some(breakers) = &client.inner.breakers else {
+        return;
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut changes = breakers.subscribe();
+    // Weak: the watcher must not keep the client alive; it ends when the breakers (and
+    // with them the channel) are dropped.
+    let client = Arc::downgrade(&client.inner);
+    runtime.spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) => {
+                    let Some(inner) = client.upgrade() else {
+                        break;
+                    };
+                    breaker_changed(&inner, &change);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
+fn breaker_changed(
+    inner: &crate::client::ClientInner,
+    change: &httpower_core::breaker::StateChange,
+) {
+    let key: Arc<str> = change.key.clone().unwrap_or_else(|| Arc::from("default"));
+    metrics::breaker_transition(&inner.name, &key, change.from, change.to);
+    if inner.log.enabled {
+        tracing::warn!(
+            client = %inner.name,
+            breaker = %key,
+            from = metrics::state_name(change.from),
+            to = metrics::state_name(change.to),
+            failures = change.failures,
+            failure_rate = change.failure_rate,
+            "⚡ circuit {key}: {} → {} ({} failures, {:.0}% failed)",
+            change.from,
+            change.to,
+            change.failures,
+            change.failure_rate
+        );
+    }
+    inner.emit(|| crate::ClientEvent::BreakerStateChange {
+        key,
+        from: change.from,
+        to: change.to,
+        failures: change.failures,
+        failure_rate: change.failure_rate,
+    });
+}
