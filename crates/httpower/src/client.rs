@@ -80,6 +80,11 @@ pub(crate) struct ClientInner {
 }
 
 impl ClientInner {
+    /// Whether anyone listens to events.
+    pub(crate) fn has_listeners(&self) -> bool {
+        !self.hooks.is_empty()
+    }
+
     pub(crate) fn emit(&self, event: impl FnOnce() -> ClientEvent) {
         if self.hooks.is_empty() {
             return;
@@ -209,8 +214,9 @@ type StatusPredicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 /// Defaults: retries as [`RetryPolicy`]'s defaults (3 retries, 1 s base delay with
 /// jitter, 30 s cap, `Retry-After` honoured up to 60 s, a retry budget); a circuit
 /// breaker per `host:port` with [`BreakerConfig`]'s defaults; no client-side limiter,
-/// but the server's rate-limit headers are obeyed; connect timeout 10 s, read timeout
-/// 30 s, attempt timeout 30 s, total timeout 90 s.
+/// but the server's rate-limit headers are obeyed; connect timeout 10 s, attempt timeout
+/// 30 s, total timeout 90 s, no read timeout (the attempt timeout bounds the wait for the
+/// response headers; set one to bound the gaps while a body streams).
 pub struct ClientBuilder {
     base_url: Option<String>,
     headers: Vec<(String, String)>,
@@ -294,7 +300,7 @@ impl ClientBuilder {
             adaptive: true,
             server_feedback: true,
             connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(30)),
+            read_timeout: None,
             pool_timeout: None,
             attempt_timeout: Some(Duration::from_secs(30)),
             total_timeout: Some(Duration::from_secs(90)),
