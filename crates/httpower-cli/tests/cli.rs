@@ -853,8 +853,6 @@ fn request_client_is_found_through_httpower_config() {
 }
 
 #[test]
-#[ignore = "bug: a repeated -H sends only its last value (request.rs uses header, not append_header; \
-            RequestBuilder::send merges headers with insert)"]
 fn request_repeated_header_sends_every_value() {
     let server = Server::start(|_, _| Reply::new(200, "ok"));
     let run = httpower([

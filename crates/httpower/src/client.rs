@@ -847,6 +847,10 @@ fn build_reqwest(tls: &[TlsItem], settings: ReqwestSettings<'_>) -> Result<reqwe
         builder = builder.tls_certs_merge(roots);
     }
     match settings.host_policy {
+        // Redirects are handed back to the caller: nothing for the guard to check.
+        Some(_) if settings.max_redirects == 0 => {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+        }
         Some(policy) => {
             builder = builder
                 .dns_resolver(Arc::new(crate::security::GuardedResolver::new(Arc::clone(

@@ -390,7 +390,7 @@ async fn attempts(
             }
         }
         if let Outcome::Failed(failed) = &outcome {
-            if is_local(&failed.failure.reason) {
+            if is_local(&failed.failure.reason) && failed.failure.nothing_sent {
                 // Refused before the network: nothing to retry.
                 return Err(failed.error.clone().attempts_made(0));
             }
@@ -506,7 +506,10 @@ fn finish(
     };
     let error = error.status_seen(last_status);
     Err(match stop {
-        Some(StopReason::MaxRetries { .. } | StopReason::DeadlineWouldPass { .. }) => {
+        // With no retry made, the failure speaks for itself.
+        Some(StopReason::MaxRetries { .. } | StopReason::DeadlineWouldPass { .. })
+            if attempts > 1 =>
+        {
             error.exhausted(attempts)
         }
         Some(StopReason::BudgetExhausted) => {

@@ -240,8 +240,13 @@ impl RequestBuilder {
                 .extend_pairs(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         let mut headers = self.client.inner.default_headers.clone();
+        // A request's header replaces the client's default of that name, every value
+        // of it kept (a header may repeat).
+        for name in self.headers.keys() {
+            headers.remove(name);
+        }
         for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
         }
         let content_type = |headers: &mut HeaderMap, value: &'static str| {
             headers
