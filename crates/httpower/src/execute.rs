@@ -339,13 +339,15 @@ async fn attempts(
         if let Some(gate) = &inner.feedback {
             wait_for_server(inner, gate, limit_key, info, total_deadline).await?;
         }
-        let send = inner.transport.send(AttemptRequest {
+        // Boxed: the transport's future is large, and moving it through every layer of
+        // this state machine costs more than one allocation.
+        let send = Box::pin(inner.transport.send(AttemptRequest {
             method: &request.method,
             url: &request.url,
             headers: &request.headers,
             body: &request.body,
             buffer,
-        });
+        }));
         // One timer: the attempt's deadline or the total one, whichever comes first.
         let limit = match (attempt_timeout, deadline) {
             (None, None) => None,
@@ -380,9 +382,12 @@ async fn attempts(
         let mut server_retry_after = None;
         if let Outcome::Response(response) = &outcome {
             last_status = Some(response.status());
-            if let Some(feedback) =
+            let feedback = if may_carry_feedback(response.headers()) {
                 read_feedback(response.status(), response.headers(), SystemTime::now())
-            {
+            } else {
+                None
+            };
+            if let Some(feedback) = feedback {
                 server_retry_after = feedback.retry_after;
                 if let Some(gate) = &inner.feedback {
                     gate.limits.record(limit_key, &feedback, inner.clock.now());
@@ -437,6 +442,18 @@ fn into_outcome(result: Result<Response, AttemptError>) -> Outcome {
         Ok(response) => Outcome::Response(response),
         Err(err) => Outcome::Failed(err),
     }
+}
+
+/// Whether any header could be rate-limit feedback: one pass over the names instead of
+/// a lookup per known spelling, for the common response that has none.
+fn may_carry_feedback(headers: &http::HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("ratelimit")
+            || name.starts_with("x-ratelimit")
+            || name.starts_with("x-rate-limit")
+            || name == "retry-after"
+    })
 }
 
 /// Failures decided locally, before anything reached the network.

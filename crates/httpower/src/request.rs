@@ -281,7 +281,9 @@ impl RequestBuilder {
     /// Sends the request through the client's policies.
     pub async fn send(self) -> Result<Response, Error> {
         let (client, prepared) = self.prepare()?;
-        crate::execute::execute(&client, prepared).await
+        // Boxed once here, so the caller's future (and any task it is spawned in) stays
+        // small however deep the pipeline's state machine is.
+        Box::pin(crate::execute::execute(&client, prepared)).await
     }
 }
 
