@@ -82,7 +82,7 @@ pub(crate) async fn run(args: RequestArgs) -> ExitCode {
         let Some((name, value)) = header.split_once(':') else {
             return output::fail(&format!("header `{header}` is not `name: value`"));
         };
-        request = request.header(name.trim(), value.trim());
+        request = request.append_header(name.trim(), value.trim());
     }
     if let Some(json) = &args.json {
         let value: serde_json::Value = match serde_json::from_str(json) {
@@ -105,7 +105,9 @@ pub(crate) async fn run(args: RequestArgs) -> ExitCode {
         Err(err) => {
             let mut message = format!("{}: {err}", err.name());
             if err.attempts() > 0 {
-                message.push_str(&format!(" [{} attempts]", err.attempts()));
+                let attempts = err.attempts();
+                let noun = if attempts == 1 { "attempt" } else { "attempts" };
+                message.push_str(&format!(" [{attempts} {noun}]"));
             }
             if let Some(retry_after) = err.retry_after() {
                 message.push_str(&format!(" [retry after {retry_after:?}]"));

@@ -244,8 +244,9 @@ type StatusPredicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 /// Defaults: retries as [`RetryPolicy`]'s defaults (3 retries, 1 s base delay with
 /// jitter, 30 s cap, `Retry-After` honoured up to 60 s, a retry budget); a circuit
 /// breaker per `host:port` with [`BreakerConfig`]'s defaults; no client-side limiter,
-/// but the server's rate-limit headers are obeyed; connect timeout 10 s, read timeout
-/// 30 s, attempt timeout 30 s, total timeout 90 s.
+/// but the server's rate-limit headers are obeyed; connect timeout 10 s, attempt timeout
+/// 30 s, total timeout 90 s, no read timeout (the attempt timeout bounds the wait for the
+/// response headers; set one to bound the gaps while a body streams).
 pub struct ClientBuilder {
     base_url: Option<String>,
     headers: Vec<(String, String)>,
@@ -332,7 +333,7 @@ impl ClientBuilder {
             adaptive: true,
             server_feedback: true,
             connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(30)),
+            read_timeout: None,
             pool_timeout: None,
             attempt_timeout: Some(Duration::from_secs(30)),
             total_timeout: Some(Duration::from_secs(90)),
@@ -907,6 +908,10 @@ fn build_reqwest(tls: &[TlsItem], settings: ReqwestSettings<'_>) -> Result<reqwe
         builder = builder.tls_certs_merge(roots);
     }
     match settings.host_policy {
+        // Redirects are handed back to the caller: nothing for the guard to check.
+        Some(_) if settings.max_redirects == 0 => {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+        }
         Some(policy) => {
             builder = builder
                 .dns_resolver(Arc::new(crate::security::GuardedResolver::new(Arc::clone(

@@ -228,7 +228,12 @@ impl fmt::Display for Reason {
                 write!(f, "circuit breaker is open; retry after {retry_after:?}")
             }
             Reason::RetriesExhausted { attempts, last } => {
-                write!(f, "gave up after {attempts} attempts: {last}")
+                let noun = if *attempts == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                };
+                write!(f, "gave up after {attempts} {noun}: {last}")
             }
             Reason::RetryBudgetExhausted => {
                 f.write_str("retry budget exhausted: not retrying during an outage")

@@ -24,6 +24,19 @@ pub struct RequestInfo {
     pub correlation_id: Arc<str>,
 }
 
+impl RequestInfo {
+    /// A placeholder for requests nobody observes: no allocation.
+    pub(crate) fn unobserved(method: &Method) -> Self {
+        static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        let empty = EMPTY.get_or_init(|| Arc::from(""));
+        RequestInfo {
+            method: method.clone(),
+            url: Arc::clone(empty),
+            correlation_id: Arc::clone(empty),
+        }
+    }
+}
+
 /// One event.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

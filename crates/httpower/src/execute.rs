@@ -20,22 +20,20 @@
 //!   would end past the total deadline; the shared budget is charged per retry.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, StatusCode};
-use httpower_core::breaker::{BreakerPermit, BreakerState, CallOutcome};
+use httpower_core::breaker::{BreakerState, CallOutcome};
 use httpower_core::clock::{Clock, Nanos};
 use httpower_core::rate::{AcquireError, Algorithm, Strategy};
 use httpower_core::retry::{Classification, RetryState, Step, StopReason};
 use httpower_core::store::{DecisionSource, LimiterError};
 use httpower_core::timeout::{timeout_at_after, TimeoutPhase as CoreTimeoutPhase};
 use metrics::SharedString;
-use parking_lot::Mutex;
 use tracing::Instrument;
 
-use crate::client::{is_idempotent, Client, ClientInner, SharedClock};
+use crate::client::{is_idempotent, Client, ClientInner};
 use crate::error::{Error, Reason, TimeoutPhase};
 use crate::events::{ClientEvent, RequestInfo};
 use crate::feedback::{read_feedback, Admission};
@@ -62,17 +60,18 @@ pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Re
         duration_ms = tracing::field::Empty,
     );
     let logged = inner.log.enabled && observe::level_enabled(inner.log.level);
-    // Sanitizing the URL costs a little: only when someone will see it.
-    let url: Arc<str> = if logged || inner.has_listeners() || !span.is_disabled() {
-        Arc::from(inner.sanitizer.url(&request.url))
+    // The request's description (with its sanitized URL) is built only when someone
+    // will see it: a log line, a span, an event listener.
+    let info = if logged || inner.has_listeners() || !span.is_disabled() {
+        let url: Arc<str> = Arc::from(inner.sanitizer.url(&request.url));
+        span.record("url.full", &*url);
+        RequestInfo {
+            method: request.method.clone(),
+            url,
+            correlation_id: Arc::from(correlation_id),
+        }
     } else {
-        Arc::from("")
-    };
-    span.record("url.full", &*url);
-    let info = RequestInfo {
-        method: request.method.clone(),
-        url,
-        correlation_id: Arc::from(correlation_id),
+        RequestInfo::unobserved(&request.method)
     };
     if logged {
         span.in_scope(|| log_request(inner, &request, &info));
@@ -225,79 +224,62 @@ fn correlation_id(inner: &ClientInner, request: &mut Prepared) -> String {
             return id.to_string();
         }
     }
-    let id = observe::new_correlation_id();
+    let id = new_correlation_id();
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers.insert(header.clone(), value);
     }
     id
 }
 
-/// What an interrupted request had done: read after a total timeout cancels it.
-#[derive(Default)]
-struct Progress {
-    attempts: AtomicU32,
-    last_status: AtomicU16,
-    permit: Mutex<Option<BreakerPermit<SharedClock>>>,
+/// `req_` and 16 hex digits, without the formatting machinery.
+fn new_correlation_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n: u64 = rand::random();
+    let mut id = String::with_capacity(20);
+    id.push_str("req_");
+    for shift in (0..16).rev() {
+        id.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
+    }
+    id
 }
 
-impl Progress {
-    fn attempts(&self) -> u32 {
-        self.attempts.load(Ordering::Relaxed)
-    }
-
-    fn last_status(&self) -> Option<StatusCode> {
-        StatusCode::from_u16(self.last_status.load(Ordering::Relaxed)).ok()
-    }
-}
-
-/// The policies under the total timeout. `buffer` reads the body inside the attempt
+/// The policies, under the total deadline. `buffer` reads the body inside the attempt
 /// (deduplicated responses are shared, so they must be in memory).
+///
+/// The total timeout has no timer of its own: every wait checks the deadline (the
+/// retry backoff, the server feedback gate, a waiting limiter), and each attempt runs
+/// under the earlier of its own deadline and the total one. One timer per attempt,
+/// whatever the number of timeouts.
 pub(crate) async fn run_logical(
     inner: &ClientInner,
     request: Prepared,
     info: RequestInfo,
     buffer: bool,
 ) -> Result<Response, Error> {
-    let progress = Progress::default();
     let total = request.overrides.total_timeout.or(inner.total_timeout);
-    let result = match total {
-        None => run(inner, &request, &info, None, buffer, &progress).await,
-        Some(total) => {
-            let deadline = inner.clock.now() + total;
-            let run = run(inner, &request, &info, Some(deadline), buffer, &progress);
-            match timeout_at_after(&inner.clock, CoreTimeoutPhase::Total, deadline, total, run)
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => {
-                    // The attempt in flight was cut short: a dependency too slow to
-                    // answer in time failed, as far as the breaker is concerned.
-                    if let Some(permit) = progress.permit.lock().take() {
-                        permit.record(if progress.attempts() > 0 {
-                            CallOutcome::Failure
-                        } else {
-                            CallOutcome::Ignored
-                        });
-                    }
-                    Err(Error::new(Reason::Timeout {
-                        phase: TimeoutPhase::Total,
-                    })
-                    .attempts_made(progress.attempts())
-                    .status_seen(progress.last_status()))
-                }
-            }
-        }
-    };
-    result.map_err(|err| err.for_url(&request.url))
+    let deadline = total.map(|total| (inner.clock.now() + total, total));
+    run(inner, &request, &info, deadline, buffer)
+        .await
+        .map_err(|err| err.for_url(&request.url))
 }
 
-/// `host:port` of the request (the default breaker and limiter key).
-fn host_key(url: &url::Url) -> String {
+/// The default breaker and limiter key: `host:port`, borrowed from the URL when the
+/// port is written in it.
+fn host_key(url: &url::Url) -> Cow<'_, str> {
+    if url.port().is_some() {
+        return Cow::Borrowed(&url[url::Position::BeforeHost..url::Position::AfterPort]);
+    }
     let host = url.host_str().unwrap_or("");
     match url.port_or_known_default() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
+        Some(port) => Cow::Owned(format!("{host}:{port}")),
+        None => Cow::Borrowed(host),
     }
+}
+
+fn total_timeout_error() -> Error {
+    Error::new(Reason::Timeout {
+        phase: TimeoutPhase::Total,
+    })
 }
 
 /// One attempt's outcome. It lives on the stack for one attempt; boxing the response
@@ -313,9 +295,8 @@ async fn run(
     inner: &ClientInner,
     request: &Prepared,
     info: &RequestInfo,
-    deadline: Option<Nanos>,
+    deadline: Option<(Nanos, Duration)>,
     buffer: bool,
-    progress: &Progress,
 ) -> Result<Response, Error> {
     if let Some(policy) = &inner.host_policy {
         policy
@@ -357,7 +338,16 @@ async fn run(
         };
         let cost = factor.min(limiter.algorithm().limit()).max(1);
         let started = inner.clock.now();
-        let decided = limiter.acquire_n(limit_key, cost).await;
+        let acquire = limiter.acquire_n(limit_key, cost);
+        let decided = match (limiter.strategy(), deadline) {
+            // Only a waiting limiter can outlast the deadline.
+            (Strategy::Wait { .. }, Some((at, total))) => {
+                timeout_at_after(&inner.clock, CoreTimeoutPhase::Total, at, total, acquire)
+                    .await
+                    .map_err(|_| total_timeout_error())?
+            }
+            _ => acquire.await,
+        };
         let took = inner.clock.now().saturating_duration_since(started);
         let limiter_label = SharedString::from(Arc::clone(limiter.name()));
         let store_label = SharedString::from(limiter.store().name().to_owned());
@@ -429,9 +419,10 @@ async fn run(
         }
     }
 
+    let mut permit = None;
     if let Some(breaker) = &breaker {
         match breaker.try_acquire() {
-            Ok(permit) => *progress.permit.lock() = Some(permit),
+            Ok(granted) => permit = Some(granted),
             Err(open) => {
                 inner.emit(|| ClientEvent::CircuitOpen {
                     request: info.clone(),
@@ -445,8 +436,8 @@ async fn run(
         }
     }
 
-    let result = attempts(inner, request, info, deadline, buffer, progress, limit_key).await;
-    if let Some(permit) = progress.permit.lock().take() {
+    let result = attempts(inner, request, info, deadline, buffer, limit_key).await;
+    if let Some(permit) = permit {
         permit.record(match &result {
             Ok(response) if (inner.breaker_failure)(response.status()) => CallOutcome::Failure,
             Ok(_) => CallOutcome::Success,
@@ -476,11 +467,12 @@ async fn attempts(
     inner: &ClientInner,
     request: &Prepared,
     info: &RequestInfo,
-    deadline: Option<Nanos>,
+    deadline: Option<(Nanos, Duration)>,
     buffer: bool,
-    progress: &Progress,
     limit_key: &str,
 ) -> Result<Response, Error> {
+    let total_deadline = deadline.map(|(at, _)| at);
+    let mut last_status: Option<StatusCode> = None;
     let retry_allowed = request
         .overrides
         .retry_safe
@@ -497,9 +489,8 @@ async fn attempts(
     loop {
         attempt = attempt.saturating_add(1);
         if let Some(gate) = &inner.feedback {
-            wait_for_server(inner, gate, limit_key, info, deadline).await?;
+            wait_for_server(inner, gate, limit_key, info, total_deadline).await?;
         }
-        progress.attempts.store(attempt, Ordering::Relaxed);
         let attempt_span = tracing::debug_span!(
             "httpower.attempt",
             attempt,
@@ -508,38 +499,47 @@ async fn attempts(
             duration_ms = tracing::field::Empty,
         );
         let attempt_started = inner.clock.now();
-        let send = inner
-            .transport
-            .send(AttemptRequest {
-                method: &request.method,
-                url: &request.url,
-                headers: &request.headers,
-                body: &request.body,
-                buffer,
-            })
-            .instrument(attempt_span.clone());
-        let outcome = match attempt_timeout {
-            Some(limit) => {
-                let attempt_deadline = inner.clock.now() + limit;
-                if deadline.is_some_and(|total| attempt_deadline >= total) {
-                    // The total timeout ends this attempt first; let it speak.
-                    into_outcome(send.await)
-                } else {
-                    match timeout_at_after(
-                        &inner.clock,
-                        CoreTimeoutPhase::Attempt,
-                        attempt_deadline,
-                        limit,
-                        send,
-                    )
-                    .await
-                    {
-                        Ok(result) => into_outcome(result),
-                        Err(_) => Outcome::TimedOut,
+        // Boxed: the transport's future is large, and moving it through every layer of
+        // this state machine costs more than one allocation.
+        let send = Box::pin(
+            inner
+                .transport
+                .send(AttemptRequest {
+                    method: &request.method,
+                    url: &request.url,
+                    headers: &request.headers,
+                    body: &request.body,
+                    buffer,
+                })
+                .instrument(attempt_span.clone()),
+        );
+        // One timer: the attempt's deadline or the total one, whichever comes first.
+        let limit = match (attempt_timeout, deadline) {
+            (None, None) => None,
+            (None, Some((total_at, total))) => Some((total_at, total, CoreTimeoutPhase::Total)),
+            (Some(each), total) => {
+                let attempt_at = inner.clock.now() + each;
+                match total {
+                    Some((total_at, total)) if total_at <= attempt_at => {
+                        Some((total_at, total, CoreTimeoutPhase::Total))
                     }
+                    _ => Some((attempt_at, each, CoreTimeoutPhase::Attempt)),
                 }
             }
+        };
+        let outcome = match limit {
             None => into_outcome(send.await),
+            Some((at, after, phase)) => {
+                match timeout_at_after(&inner.clock, phase, at, after, send).await {
+                    Ok(result) => into_outcome(result),
+                    Err(elapsed) if elapsed.phase == CoreTimeoutPhase::Total => {
+                        return Err(total_timeout_error()
+                            .attempts_made(attempt)
+                            .status_seen(last_status));
+                    }
+                    Err(_) => Outcome::TimedOut,
+                }
+            }
         };
 
         let attempt_took = inner.clock.now().saturating_duration_since(attempt_started);
@@ -554,12 +554,13 @@ async fn attempts(
         // and the server feedback gate, so the two agree on when to come back.
         let mut server_retry_after = None;
         if let Outcome::Response(response) = &outcome {
-            progress
-                .last_status
-                .store(response.status().as_u16(), Ordering::Relaxed);
-            if let Some(feedback) =
+            last_status = Some(response.status());
+            let feedback = if may_carry_feedback(response.headers()) {
                 read_feedback(response.status(), response.headers(), SystemTime::now())
-            {
+            } else {
+                None
+            };
+            if let Some(feedback) = feedback {
                 server_retry_after = feedback.retry_after;
                 if let Some(gate) = &inner.feedback {
                     gate.limits.record(limit_key, &feedback, inner.clock.now());
@@ -567,7 +568,7 @@ async fn attempts(
             }
         }
         if let Outcome::Failed(failed) = &outcome {
-            if is_local(&failed.failure.reason) {
+            if is_local(&failed.failure.reason) && failed.failure.nothing_sent {
                 // Refused before the network: nothing to retry.
                 return Err(failed.error.clone().attempts_made(0));
             }
@@ -575,7 +576,7 @@ async fn attempts(
 
         let classification = classify(inner, &outcome, retry_allowed, server_retry_after);
         let Some(state) = state.as_mut() else {
-            return finish(outcome, None, attempt, progress);
+            return finish(outcome, None, attempt, last_status);
         };
         if matches!(classification, Classification::Retry { .. }) {
             if max_retries.is_some_and(|max| attempt > max) {
@@ -583,16 +584,16 @@ async fn attempts(
                     outcome,
                     Some(StopReason::MaxRetries { attempts: attempt }),
                     attempt,
-                    progress,
+                    last_status,
                 );
             }
             if !request.body.is_replayable() {
                 return Err(Error::new(Reason::BodyNotReplayable)
                     .attempts_made(attempt)
-                    .status_seen(progress.last_status()));
+                    .status_seen(last_status));
             }
         }
-        match state.next_on(classification, &inner.clock, deadline) {
+        match state.next_on(classification, &inner.clock, total_deadline) {
             Step::Retry(event) => {
                 observe::metrics::retry(&inner.name, &event.reason);
                 if inner.log.enabled {
@@ -617,7 +618,7 @@ async fn attempts(
                 drop(outcome);
                 inner.clock.sleep(event.delay).await;
             }
-            Step::Stop(stop) => return finish(outcome, Some(stop), attempt, progress),
+            Step::Stop(stop) => return finish(outcome, Some(stop), attempt, last_status),
         }
     }
 }
@@ -627,6 +628,18 @@ fn into_outcome(result: Result<Response, AttemptError>) -> Outcome {
         Ok(response) => Outcome::Response(response),
         Err(err) => Outcome::Failed(err),
     }
+}
+
+/// Whether any header could be rate-limit feedback: one pass over the names instead of
+/// a lookup per known spelling, for the common response that has none.
+fn may_carry_feedback(headers: &http::HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("ratelimit")
+            || name.starts_with("x-ratelimit")
+            || name.starts_with("x-rate-limit")
+            || name == "retry-after"
+    })
 }
 
 /// Failures decided locally, before anything reached the network.
@@ -681,7 +694,7 @@ fn finish(
     outcome: Outcome,
     stop: Option<StopReason>,
     attempts: u32,
-    progress: &Progress,
+    last_status: Option<StatusCode>,
 ) -> Result<Response, Error> {
     let error = match outcome {
         Outcome::Response(mut response) => {
@@ -694,9 +707,12 @@ fn finish(
             phase: TimeoutPhase::Attempt,
         }),
     };
-    let error = error.status_seen(progress.last_status());
+    let error = error.status_seen(last_status);
     Err(match stop {
-        Some(StopReason::MaxRetries { .. } | StopReason::DeadlineWouldPass { .. }) => {
+        // With no retry made, the failure speaks for itself.
+        Some(StopReason::MaxRetries { .. } | StopReason::DeadlineWouldPass { .. })
+            if attempts > 1 =>
+        {
             error.exhausted(attempts)
         }
         Some(StopReason::BudgetExhausted) => {
@@ -704,7 +720,7 @@ fn finish(
             Error::new(Reason::RetryBudgetExhausted)
                 .source_arc(source)
                 .attempts_made(attempts)
-                .status_seen(progress.last_status())
+                .status_seen(last_status)
         }
         _ => error.attempts_made(attempts),
     })

@@ -240,8 +240,13 @@ impl RequestBuilder {
                 .extend_pairs(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         let mut headers = self.client.inner.default_headers.clone();
+        // A request's header replaces the client's default of that name, every value
+        // of it kept (a header may repeat).
+        for name in self.headers.keys() {
+            headers.remove(name);
+        }
         for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
         }
         let content_type = |headers: &mut HeaderMap, value: &'static str| {
             headers
@@ -276,7 +281,9 @@ impl RequestBuilder {
     /// Sends the request through the client's policies.
     pub async fn send(self) -> Result<Response, Error> {
         let (client, prepared) = self.prepare()?;
-        crate::execute::execute(&client, prepared).await
+        // Boxed once here, so the caller's future (and any task it is spawned in) stays
+        // small however deep the pipeline's state machine is.
+        Box::pin(crate::execute::execute(&client, prepared)).await
     }
 }
 

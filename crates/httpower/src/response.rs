@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
+use http_body_util::BodyExt;
 use url::Url;
 
 use crate::error::{Error, Reason};
@@ -14,7 +15,7 @@ pub(crate) enum Body {
     /// Read into memory (stubs, deduplicated requests, fully consumed streams).
     Buffered(Bytes),
     /// Still on the connection.
-    Streaming(reqwest::Response),
+    Streaming(reqwest::Body),
     /// Taken by a previous call.
     Taken,
 }
@@ -44,13 +45,16 @@ impl fmt::Debug for Response {
 
 impl Response {
     pub(crate) fn streaming(response: reqwest::Response) -> Self {
+        let url = response.url().clone();
+        // Taken apart rather than cloned: the headers move, the body stays a stream.
+        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
         Response {
-            status: response.status(),
-            version: response.version(),
-            headers: response.headers().clone(),
-            url: response.url().clone(),
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            url,
             attempts: 1,
-            body: Body::Streaming(response),
+            body: Body::Streaming(body),
         }
     }
 
@@ -146,11 +150,12 @@ impl Response {
     async fn take_bytes(&mut self) -> Result<Bytes, Error> {
         match std::mem::replace(&mut self.body, Body::Taken) {
             Body::Buffered(bytes) => Ok(bytes),
-            Body::Streaming(response) => response.bytes().await.map_err(|err| {
-                crate::transport::classify_reqwest(&err)
+            Body::Streaming(body) => match body.collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(err) => Err(crate::transport::classify_reqwest(&err)
                     .into_error(err)
-                    .for_url(&self.url)
-            }),
+                    .for_url(&self.url)),
+            },
             Body::Taken => Ok(Bytes::new()),
         }
     }
@@ -183,11 +188,22 @@ impl Response {
                 self.body = Body::Taken;
                 Ok((!bytes.is_empty()).then_some(bytes))
             }
-            Body::Streaming(response) => response.chunk().await.map_err(|err| {
-                crate::transport::classify_reqwest(&err)
-                    .into_error(err)
-                    .for_url(&self.url)
-            }),
+            Body::Streaming(body) => loop {
+                match body.frame().await {
+                    None => return Ok(None),
+                    Some(Ok(frame)) => {
+                        // Trailers carry no body bytes.
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                    Some(Err(err)) => {
+                        return Err(crate::transport::classify_reqwest(&err)
+                            .into_error(err)
+                            .for_url(&self.url))
+                    }
+                }
+            },
             Body::Taken => Ok(None),
         }
     }

@@ -144,7 +144,8 @@ pub(crate) fn violation_error(violation: Violation) -> AttemptError {
 /// Classifies a reqwest error by walking its source chain.
 pub(crate) fn classify_reqwest(err: &reqwest::Error) -> Failure {
     if let Some(violation) = find_violation(err) {
-        return Failure::new(violation_reason(violation), true, false);
+        // Refused on a redirect hop, the first request was sent all the same.
+        return Failure::new(violation_reason(violation), !err.is_redirect(), false);
     }
     if err.is_timeout() {
         let phase = if err.is_connect() {

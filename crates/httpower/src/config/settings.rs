@@ -53,7 +53,8 @@ pub struct ClientSettings {
 pub struct TimeoutSettings {
     /// Establishing a connection (TCP and TLS). Default 10 s.
     pub connect: Option<Duration>,
-    /// Waiting for each chunk of the response. Default 30 s.
+    /// Waiting for each chunk of the response. Default: none (the attempt timeout bounds
+    /// the response headers).
     pub read: Option<Duration>,
     /// Writing the request. Default: none.
     pub write: Option<Duration>,
@@ -69,7 +70,7 @@ impl Default for TimeoutSettings {
     fn default() -> Self {
         TimeoutSettings {
             connect: Some(Duration::from_secs(10)),
-            read: Some(Duration::from_secs(30)),
+            read: None,
             write: None,
             pool: None,
             attempt: Some(Duration::from_secs(30)),

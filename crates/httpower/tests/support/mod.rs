@@ -595,3 +595,18 @@ pub async fn closed_port() -> u16 {
     drop(listener);
     port
 }
+
+impl Server {
+    /// Starts a plain HTTP server on a free port of `ip` (another loopback address such
+    /// as `127.0.0.2`, for tests that need two distinct hosts).
+    pub async fn start_at(ip: std::net::IpAddr) -> Server {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        Server::serve(listener, None)
+    }
+
+    /// The absolute URL of `path` on the address the server listens on (the URL of a
+    /// server started with [`Server::start_at`]).
+    pub fn url_at_addr(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+}
