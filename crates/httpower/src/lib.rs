@@ -73,6 +73,7 @@ pub mod feedback;
 mod profile;
 mod request;
 mod response;
+pub mod sanitize;
 pub mod security;
 pub mod observe;
 pub mod testing;
