@@ -170,6 +170,30 @@ fn httpower_no_policies() -> Subject {
     Subject::Httpower(client)
 }
 
+/// httpower as `httpower_full`, with its request lines switched off (no `tracing`
+/// subscriber and no metrics recorder installed either): what an application that
+/// does not look pays for the observability that is compiled in.
+fn httpower_logging_off() -> Subject {
+    let quota = Quota::new(10_000_000, Duration::from_secs(1), 1_000_000).unwrap();
+    let client = httpower::Client::builder()
+        .rate_limit(Gcra::new(quota), Strategy::Error)
+        .logging(httpower::observe::LogOptions::off())
+        .build()
+        .unwrap();
+    Subject::Httpower(client)
+}
+
+/// The same client with every span, metric and log line switched off.
+fn httpower_telemetry_off() -> Subject {
+    let quota = Quota::new(10_000_000, Duration::from_secs(1), 1_000_000).unwrap();
+    let client = httpower::Client::builder()
+        .rate_limit(Gcra::new(quota), Strategy::Error)
+        .telemetry(false)
+        .build()
+        .unwrap();
+    Subject::Httpower(client)
+}
+
 /// reqwest configured as httpower configures the one under it by default.
 fn reqwest_httpower_settings() -> Subject {
     let client = reqwest::Client::builder()
@@ -308,5 +332,33 @@ fn clients(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, clients);
+/// Observability's cost, alone: `cargo bench -p httpower --bench client -- telemetry`.
+fn telemetry(c: &mut Criterion) {
+    let server = start_server();
+    let url = format!("http://{}/", server.addr);
+    let runtime = client_runtime();
+    let _guard = runtime.enter();
+    let cases: [Case; 2] = [
+        ("httpower_logging_off", httpower_logging_off),
+        ("httpower_telemetry_off", httpower_telemetry_off),
+    ];
+    run_group(
+        c,
+        "client_telemetry_c1",
+        Load::Sequential,
+        &cases,
+        &runtime,
+        &url,
+    );
+    run_group(
+        c,
+        "client_telemetry_c64",
+        Load::Concurrent,
+        &cases,
+        &runtime,
+        &url,
+    );
+}
+
+criterion_group!(benches, clients, telemetry);
 criterion_main!(benches);

@@ -20,10 +20,10 @@ use crate::dedup::InFlight;
 use crate::error::{Error, Reason};
 use crate::events::{ClientEvent, EventHook};
 use crate::feedback::ServerLimits;
-use crate::request::RequestBuilder;
-use crate::security::HostPolicy;
 use crate::observe::LogOptions;
+use crate::request::RequestBuilder;
 use crate::sanitize::Sanitizer;
+use crate::security::HostPolicy;
 use crate::testing::{Stub, StubReply, StubRequest, Stubs};
 use crate::transport::Transport;
 
@@ -85,6 +85,8 @@ pub(crate) struct ClientInner {
     pub(crate) name: SharedString,
     pub(crate) sanitizer: Arc<Sanitizer>,
     pub(crate) log: LogOptions,
+    /// Spans and metrics on (log lines follow `log` as well).
+    pub(crate) telemetry: bool,
 }
 
 impl ClientInner {
@@ -290,6 +292,7 @@ pub struct ClientBuilder {
     name: String,
     sanitizer: Option<Sanitizer>,
     log: LogOptions,
+    telemetry: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -356,6 +359,7 @@ impl ClientBuilder {
             name: "default".to_owned(),
             sanitizer: None,
             log: LogOptions::default(),
+            telemetry: true,
         }
     }
 
@@ -645,6 +649,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Switches every span, metric and log line of this client off (events still reach
+    /// hooks and subscribers). On by default; without a `tracing` subscriber or a
+    /// metrics recorder installed, leaving it on costs next to nothing.
+    pub fn telemetry(mut self, enabled: bool) -> Self {
+        self.telemetry = enabled;
+        if !enabled {
+            self.log.enabled = false;
+        }
+        self
+    }
+
     /// The sanitizer for everything the client reports (default: the built-in lists).
     pub fn sanitizer(mut self, sanitizer: Sanitizer) -> Self {
         self.sanitizer = Some(sanitizer);
@@ -820,6 +835,7 @@ impl ClientBuilder {
                 name: SharedString::from(Arc::<str>::from(self.name)),
                 sanitizer: Arc::new(self.sanitizer.unwrap_or_default()),
                 log: self.log,
+                telemetry: self.telemetry,
             }),
         };
         crate::observe::watch_breakers(&client);

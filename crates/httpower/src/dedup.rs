@@ -150,7 +150,9 @@ pub(crate) async fn run(
     let outcome = if owner {
         flight.await
     } else {
-        crate::observe::metrics::dedup_joined(&inner.name);
+        if inner.telemetry {
+            crate::observe::metrics::dedup_joined(&inner.name);
+        }
         tracing::debug!("⇆ joined an identical request in flight");
         inner.emit(|| ClientEvent::Deduplicated {
             request: info.clone(),

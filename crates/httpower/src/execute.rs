@@ -37,9 +37,9 @@ use crate::client::{is_idempotent, Client, ClientInner};
 use crate::error::{Error, Reason, TimeoutPhase};
 use crate::events::{ClientEvent, RequestInfo};
 use crate::feedback::{read_feedback, Admission};
+use crate::observe;
 use crate::request::Prepared;
 use crate::response::Response;
-use crate::observe;
 use crate::transport::{violation_error, AttemptError, AttemptRequest};
 
 /// Runs one logical request: correlation id, then dedup, then the policies — inside
@@ -47,18 +47,22 @@ use crate::transport::{violation_error, AttemptError, AttemptRequest};
 pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Response, Error> {
     let inner = &*client.inner;
     let correlation_id = correlation_id(inner, &mut request);
-    let span = tracing::info_span!(
-        "httpower.request",
-        client = %inner.name,
-        correlation_id = %correlation_id,
-        "http.request.method" = observe::metrics::method_label(&request.method),
-        "url.full" = tracing::field::Empty,
-        "server.address" = request.url.host_str().unwrap_or(""),
-        "http.response.status_code" = tracing::field::Empty,
-        attempts = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    );
+    let span = if !inner.telemetry {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "httpower.request",
+            client = %inner.name,
+            correlation_id = %correlation_id,
+            "http.request.method" = observe::metrics::method_label(&request.method),
+            "url.full" = tracing::field::Empty,
+            "server.address" = request.url.host_str().unwrap_or(""),
+            "http.response.status_code" = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        )
+    };
     let logged = inner.log.enabled && observe::level_enabled(inner.log.level);
     // The request's description (with its sanitized URL) is built only when someone
     // will see it: a log line, a span, an event listener.
@@ -136,7 +140,7 @@ fn observe_outcome(
     method: &http::Method,
     info: &RequestInfo,
     result: &Result<Response, Error>,
-    took: std::time::Duration,
+    took: Duration,
     logged: bool,
 ) {
     let (outcome, status, attempts) = match result {
@@ -151,7 +155,9 @@ fn observe_outcome(
         ),
         Err(err) => (err.name(), err.last_status(), err.attempts()),
     };
-    observe::metrics::request(&inner.name, method, outcome, status, took);
+    if inner.telemetry {
+        observe::metrics::request(&inner.name, method, outcome, status, took);
+    }
     let millis = took.as_millis();
     if !span.is_disabled() {
         if let Some(status) = status {
@@ -356,7 +362,9 @@ async fn run(
             Ok(_) => "waited",
             Err(_) => "denied",
         };
-        observe::metrics::rate_limit_decision(&limiter_label, &store_label, result, took);
+        if inner.telemetry {
+            observe::metrics::rate_limit_decision(&limiter_label, &store_label, result, took);
+        }
         match decided {
             Ok(verdict) => {
                 let waited = took;
@@ -491,13 +499,17 @@ async fn attempts(
         if let Some(gate) = &inner.feedback {
             wait_for_server(inner, gate, limit_key, info, total_deadline).await?;
         }
-        let attempt_span = tracing::debug_span!(
-            "httpower.attempt",
-            attempt,
-            "http.request.resend_count" = attempt - 1,
-            "http.response.status_code" = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
+        let attempt_span = if inner.telemetry {
+            tracing::debug_span!(
+                "httpower.attempt",
+                attempt,
+                "http.request.resend_count" = attempt - 1,
+                "http.response.status_code" = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let attempt_started = inner.clock.now();
         // Boxed: the transport's future is large, and moving it through every layer of
         // this state machine costs more than one allocation.
@@ -543,7 +555,9 @@ async fn attempts(
         };
 
         let attempt_took = inner.clock.now().saturating_duration_since(attempt_started);
-        observe::metrics::attempt(&inner.name, &request.method, attempt_took);
+        if inner.telemetry {
+            observe::metrics::attempt(&inner.name, &request.method, attempt_took);
+        }
         if !attempt_span.is_disabled() {
             if let Outcome::Response(response) = &outcome {
                 attempt_span.record("http.response.status_code", response.status().as_u16());
@@ -595,7 +609,9 @@ async fn attempts(
         }
         match state.next_on(classification, &inner.clock, total_deadline) {
             Step::Retry(event) => {
-                observe::metrics::retry(&inner.name, &event.reason);
+                if inner.telemetry {
+                    observe::metrics::retry(&inner.name, &event.reason);
+                }
                 if inner.log.enabled {
                     tracing::warn!(
                         attempt = event.attempt,

@@ -70,12 +70,12 @@ mod error;
 pub mod events;
 mod execute;
 pub mod feedback;
+pub mod observe;
 mod profile;
 mod request;
 mod response;
 pub mod sanitize;
 pub mod security;
-pub mod observe;
 pub mod testing;
 mod transport;
 

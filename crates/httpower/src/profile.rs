@@ -8,9 +8,9 @@ use httpower_core::store::{Limiter, MemoryStore, Store};
 
 use crate::client::{Client, ClientBuilder};
 use crate::config::{ClientSettings, Config, ConfigError, LogLevel, StoreSettings};
+use crate::error::{Error, Reason};
 use crate::observe::LogOptions;
 use crate::sanitize::Sanitizer;
-use crate::error::{Error, Reason};
 
 impl From<ConfigError> for Error {
     fn from(err: ConfigError) -> Self {

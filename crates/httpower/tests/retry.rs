@@ -727,7 +727,7 @@ async fn each_retry_is_reported_with_its_attempt_reason_and_delay() {
         ]
     );
     for event in events.all() {
-        assert_eq!(event.request().method, http::Method::GET);
-        assert!(event.request().correlation_id.starts_with("req_"));
+        assert_eq!(event.request().unwrap().method, http::Method::GET);
+        assert!(event.request().unwrap().correlation_id.starts_with("req_"));
     }
 }

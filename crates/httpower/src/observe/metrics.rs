@@ -67,7 +67,11 @@ pub const ALL: [&str; 11] = [
 
 /// Registers the help text and unit of every metric with the installed recorder.
 pub fn describe() {
-    describe_counter!(REQUESTS_TOTAL, Unit::Count, "Logical HTTP requests by outcome.");
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Logical HTTP requests by outcome."
+    );
     describe_histogram!(
         REQUEST_DURATION,
         Unit::Seconds,
@@ -100,7 +104,11 @@ pub fn describe() {
         Unit::Count,
         "Circuit breaker state: 0 closed, 1 half-open, 2 open."
     );
-    describe_counter!(BREAKER_TRANSITIONS, Unit::Count, "Circuit breaker state changes.");
+    describe_counter!(
+        BREAKER_TRANSITIONS,
+        Unit::Count,
+        "Circuit breaker state changes."
+    );
     describe_counter!(
         DEDUP_JOINED,
         Unit::Count,

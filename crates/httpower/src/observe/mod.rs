@@ -161,7 +161,9 @@ fn breaker_changed(
     change: &httpower_core::breaker::StateChange,
 ) {
     let key: Arc<str> = change.key.clone().unwrap_or_else(|| Arc::from("default"));
-    metrics::breaker_transition(&inner.name, &key, change.from, change.to);
+    if inner.telemetry {
+        metrics::breaker_transition(&inner.name, &key, change.from, change.to);
+    }
     if inner.log.enabled {
         tracing::warn!(
             client = %inner.name,
