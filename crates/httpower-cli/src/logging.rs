@@ -1,6 +1,6 @@
 //! Log lines on stderr, around the progress bar.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use indicatif::ProgressBar;
 use tracing_subscriber::fmt::MakeWriter;
@@ -73,6 +73,7 @@ pub(crate) fn install(level: &str, progress: Option<ProgressBar>) -> Result<(), 
         .with_writer(StderrAroundProgress { progress })
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .compact()
         .finish();
     tracing::subscriber::set_global_default(subscriber)

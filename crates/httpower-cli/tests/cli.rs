@@ -1024,6 +1024,48 @@ fn demo_runs_a_short_workload_and_prints_the_summary() {
 }
 
 #[test]
+fn demo_logs_correlation_ids_and_prints_its_metrics() {
+    let run = httpower([
+        "demo",
+        "--requests",
+        "8",
+        "--concurrency",
+        "4",
+        "--quiet",
+        "--metrics",
+    ])
+    .deadline(Duration::from_secs(30))
+    .run();
+    run.assert_code(0);
+    // The WARN lines (retries, the dead upstream's failures) name their request.
+    let retry_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("retrying"))
+        .collect();
+    assert!(!retry_lines.is_empty(), "{}", run.dump());
+    for line in retry_lines {
+        let id = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("correlation_id="))
+            .unwrap_or_else(|| panic!("no correlation id: {line}"));
+        assert!(id.starts_with("req_") && id.len() == 20, "{line}");
+    }
+    // The exposition follows the summary: one series per demo client.
+    for client in ["flaky", "slow", "limited", "dead"] {
+        let series = format!("httpower_requests_total{{client=\"{client}\"");
+        assert!(
+            run.stdout.contains(&series),
+            "{series} missing:\n{}",
+            run.dump()
+        );
+    }
+    assert!(run
+        .stdout
+        .contains("# TYPE httpower_request_duration_seconds histogram"));
+}
+
+#[test]
 fn demo_with_redis_explains_that_the_store_is_missing() {
     let run = httpower(["demo", "--redis", "redis://127.0.0.1:1", "--quiet"]).run();
     assert_ne!(run.code(), Some(0), "{}", run.dump());

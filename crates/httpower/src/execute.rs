@@ -64,9 +64,12 @@ pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Re
         )
     };
     let logged = inner.log.enabled && observe::level_enabled(inner.log.level);
+    // Retries, refusals and failures are logged at WARN whatever the request lines'
+    // level, and carry the correlation id themselves (the request span may be off).
+    let warned = inner.log.enabled && observe::level_enabled(tracing::Level::WARN);
     // The request's description (with its sanitized URL) is built only when someone
     // will see it: a log line, a span, an event listener.
-    let info = if logged || inner.has_listeners() || !span.is_disabled() {
+    let info = if logged || warned || inner.has_listeners() || !span.is_disabled() {
         let url: Arc<str> = Arc::from(inner.sanitizer.url(&request.url));
         span.record("url.full", &*url);
         RequestInfo {
@@ -99,7 +102,15 @@ pub(crate) async fn execute(client: &Client, mut request: Prepared) -> Result<Re
             .await
     };
     let took = inner.clock.now().saturating_duration_since(started);
-    observe_outcome(inner, &span, &method, &info, &result, took, logged);
+    observe_outcome(
+        inner,
+        &span,
+        &method,
+        &info,
+        &result,
+        took,
+        (logged, warned),
+    );
     result
 }
 
@@ -141,7 +152,7 @@ fn observe_outcome(
     info: &RequestInfo,
     result: &Result<Response, Error>,
     took: Duration,
-    logged: bool,
+    (logged, warned): (bool, bool),
 ) {
     let (outcome, status, attempts) = match result {
         Ok(response) => (
@@ -167,7 +178,7 @@ fn observe_outcome(
         span.record("outcome", outcome);
         span.record("duration_ms", millis);
     }
-    if !logged {
+    if !(logged || (warned && result.is_err())) {
         return;
     }
     let level = inner.log.level;
@@ -188,6 +199,7 @@ fn observe_outcome(
             info.url
         ),
         Err(err) => tracing::warn!(
+            correlation_id = %info.correlation_id,
             reason = err.name(),
             attempts,
             "✗ {} ({millis}ms) {} {}: {err}",
@@ -410,9 +422,10 @@ async fn run(
                 if let Some(retry_after) = reason.retry_after() {
                     if inner.log.enabled {
                         tracing::warn!(
+                            correlation_id = %info.correlation_id,
                             limiter = %limiter.name(),
                             reason = reason.name(),
-                            "⏸ rate limited by `{}`: retry after {retry_after:?}",
+                            "⏸ rate limited by `{}`: retry after {retry_after:.0?}",
                             limiter.name()
                         );
                     }
@@ -614,10 +627,11 @@ async fn attempts(
                 }
                 if inner.log.enabled {
                     tracing::warn!(
+                        correlation_id = %info.correlation_id,
                         attempt = event.attempt,
                         reason = %event.reason,
                         delay_ms = event.delay.as_millis(),
-                        "↻ attempt {} failed ({}); retrying in {:?}{}",
+                        "↻ attempt {} failed ({}); retrying in {:.0?}{}",
                         event.attempt,
                         event.reason,
                         event.delay,
