@@ -492,3 +492,65 @@ async fn prometheus_exposition_parses() {
         .unwrap();
     assert!(families >= 6, "{families} families parsed");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn events_reach_subscribers_sanitized() {
+    let _serial = SERIAL.lock().await;
+    let server = Server::start().await;
+    server.script(
+        "/pay",
+        [
+            Reply::status(503).header("retry-after", "0"),
+            Reply::status(503),
+        ],
+    );
+    let client = Client::builder()
+        .name("events")
+        .circuit_breaker(
+            httpower_core::breaker::BreakerConfig::builder()
+                .failure_threshold(1)
+                .build()
+                .unwrap(),
+        )
+        .retry(
+            httpower_core::retry::RetryPolicy::builder()
+                .max_retries(1)
+                .base_delay(std::time::Duration::from_millis(1))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let mut events = client.subscribe();
+    let url = format!(
+        "http://ada:hunter2@{}/pay?api_key=Zq0123456789abcdef&page=2",
+        server.addr()
+    );
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!((response.status().as_u16(), response.attempts()), (503, 2));
+    // The breaker opened: the next call fails fast and says so.
+    let err = client.get(&url).send().await.unwrap_err();
+    assert_eq!(err.name(), "service_unavailable");
+
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seen.len() < 3 && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(std::time::Duration::from_millis(100), events.recv()).await {
+            Ok(Ok(event)) => seen.push(event),
+            _ => tokio::task::yield_now().await,
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|event| event.name()).collect();
+    assert!(names.contains(&"retry"), "{names:?}");
+    assert!(names.contains(&"breaker_state_change"), "{names:?}");
+    assert!(names.contains(&"circuit_open"), "{names:?}");
+    for event in &seen {
+        let shown = format!("{event:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("Zq0123456789abcdef"), "{shown}");
+        if let Some(request) = event.request() {
+            assert!(request.url.contains("/pay"), "{shown}");
+            assert!(request.correlation_id.starts_with("req_"), "{shown}");
+        }
+    }
+}
