@@ -7,3 +7,4 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod extract;
+pub mod key;
