@@ -11,6 +11,29 @@
 //! | no peer address recorded | [`UNKNOWN_PEER_KEY`] (`ip:unknown`) |
 //! | [`HeaderKey`] | `hdr:x-api-key:<32 hex digits>` |
 //! | [`HeaderKey`], header missing | `hdr:x-api-key:missing`, or the [`or_else`](HeaderKey::or_else) extractor's key |
+//!
+//! ```
+//! use http::header::HeaderName;
+//! use httpower_tower::extract::{KeyExtractor, RequestParts};
+//! use httpower_tower::key::{ClientIp, ForwardedHeader, HeaderKey};
+//!
+//! // Behind one load balancer at 10.0.0.5 that appends to X-Forwarded-For.
+//! let client_ip = ClientIp::new(["10.0.0.5/32".parse().unwrap()])
+//!     .headers([ForwardedHeader::XForwardedFor])
+//!     .ipv6_prefix(64);
+//!
+//! let request = http::Request::builder()
+//!     .header("x-forwarded-for", "6.6.6.6, 203.0.113.7")
+//!     .extension(httpower_tower::extract::PeerAddr("10.0.0.5:40000".parse().unwrap()))
+//!     .body(())
+//!     .unwrap();
+//! let parts = RequestParts::of(&request);
+//! assert_eq!(client_ip.extract(&parts), "ip:203.0.113.7");
+//!
+//! // By API key, or by client IP for requests without one.
+//! let by_key = HeaderKey::new(HeaderName::from_static("x-api-key")).or_else(client_ip);
+//! assert_eq!(by_key.extract(&parts), "ip:203.0.113.7");
+//! ```
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -423,5 +446,638 @@ impl Fnv1a128 {
 
     fn finish(&self) -> u128 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http::{HeaderValue, Method, Uri};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Runs `extractor` on a GET from `peer` carrying `headers` (name, value) lines.
+    fn key_of(
+        extractor: &dyn KeyExtractor,
+        peer: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> String {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let method = Method::GET;
+        let uri = Uri::from_static("/login");
+        let parts = RequestParts {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+            peer: peer.map(|p| p.parse::<SocketAddr>().unwrap()),
+        };
+        extractor.extract(&parts)
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    /// Proxies at 10.0.0.0/8 and 2001:db8:ffff::/48.
+    fn behind_proxies() -> ClientIp {
+        ClientIp::new(nets(&["10.0.0.0/8", "2001:db8:ffff::/48"]))
+    }
+
+    #[test]
+    fn peer_ip() {
+        let cases: &[(PeerIp, Option<&str>, &str)] = &[
+            (PeerIp::new(), Some("192.0.2.1:5000"), "ip:192.0.2.1"),
+            (PeerIp::new(), Some("[2001:db8::1]:5000"), "ip:2001:db8::1"),
+            (
+                PeerIp::new(),
+                Some("[::ffff:192.0.2.1]:5000"),
+                "ip:192.0.2.1",
+            ),
+            (PeerIp::new(), None, UNKNOWN_PEER_KEY),
+            (
+                PeerIp::new().ipv6_prefix(64),
+                Some("[2001:db8:1:2:3:4:5:6]:1"),
+                "net6:2001:db8:1:2::/64",
+            ),
+            (
+                PeerIp::new().ipv6_prefix(64),
+                Some("[2001:db8:1:2:ffff::9]:1"),
+                "net6:2001:db8:1:2::/64",
+            ),
+            (
+                PeerIp::new().ipv6_prefix(64),
+                Some("192.0.2.1:1"),
+                "ip:192.0.2.1",
+            ),
+            (
+                PeerIp::new().ipv6_prefix(64),
+                Some("[::ffff:192.0.2.1]:1"),
+                "ip:192.0.2.1",
+            ),
+            (
+                PeerIp::new().ipv6_prefix(200),
+                Some("[2001:db8::1]:1"),
+                "net6:2001:db8::1/128",
+            ),
+            (
+                PeerIp::new().ipv6_prefix(48),
+                Some("[2001:db8:1:2::1]:1"),
+                "net6:2001:db8:1::/48",
+            ),
+        ];
+        for (extractor, peer, want) in cases {
+            assert_eq!(
+                key_of(extractor, *peer, &[]),
+                *want,
+                "{extractor:?} {peer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn peer_ip_ignores_forwarding_headers() {
+        let key = key_of(
+            &PeerIp::new(),
+            Some("192.0.2.1:1"),
+            &[("x-forwarded-for", "198.51.100.1")],
+        );
+        assert_eq!(key, "ip:192.0.2.1");
+    }
+
+    #[test]
+    fn client_ip_table() {
+        type Case<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            // Untrusted peers cannot change their key, whatever they send.
+            (
+                "untrusted xff",
+                Some("192.0.2.1:1"),
+                &[("x-forwarded-for", "198.51.100.7")],
+                "ip:192.0.2.1",
+            ),
+            (
+                "untrusted forwarded",
+                Some("192.0.2.1:1"),
+                &[("forwarded", "for=198.51.100.7")],
+                "ip:192.0.2.1",
+            ),
+            (
+                "untrusted real-ip",
+                Some("192.0.2.1:1"),
+                &[("x-real-ip", "198.51.100.7")],
+                "ip:192.0.2.1",
+            ),
+            (
+                "untrusted v6",
+                Some("[2001:db8::1]:1"),
+                &[("x-forwarded-for", "198.51.100.7")],
+                "ip:2001:db8::1",
+            ),
+            (
+                "no peer",
+                None,
+                &[("x-forwarded-for", "198.51.100.7")],
+                UNKNOWN_PEER_KEY,
+            ),
+            // Trusted peer: the right-most untrusted address.
+            (
+                "trusted, one hop",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "spoofed left part ignored",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "1.1.1.1, 2.2.2.2, 198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "several trusted proxies skipped",
+                Some("10.0.0.1:1"),
+                &[(
+                    "x-forwarded-for",
+                    "1.1.1.1, 198.51.100.7, 10.1.2.3, 10.9.9.9",
+                )],
+                "ip:198.51.100.7",
+            ),
+            (
+                "all trusted: left-most",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "10.5.5.5, 10.1.2.3, 10.9.9.9")],
+                "ip:10.5.5.5",
+            ),
+            (
+                "lines joined in order",
+                Some("10.0.0.1:1"),
+                &[
+                    ("x-forwarded-for", "1.1.1.1, 198.51.100.7"),
+                    ("x-forwarded-for", "10.1.1.1"),
+                ],
+                "ip:198.51.100.7",
+            ),
+            (
+                "lines joined: right-most line first",
+                Some("10.0.0.1:1"),
+                &[
+                    ("x-forwarded-for", "1.1.1.1"),
+                    ("x-forwarded-for", "198.51.100.7, 10.1.1.1"),
+                ],
+                "ip:198.51.100.7",
+            ),
+            (
+                "ports stripped",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7:5678")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "bracketed v6 port",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "[2001:db8::7]:80")],
+                "ip:2001:db8::7",
+            ),
+            (
+                "bare v6",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "2001:db8::7")],
+                "ip:2001:db8::7",
+            ),
+            (
+                "bracketed v6",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "[::1]")],
+                "ip:::1",
+            ),
+            (
+                "mapped in header",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "::ffff:198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "mapped trusted hop skipped",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7, ::ffff:10.2.2.2")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "mapped peer trusted",
+                Some("[::ffff:10.0.0.1]:1"),
+                &[("x-forwarded-for", "198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "v6 proxy",
+                Some("[2001:db8:ffff::1]:1"),
+                &[("x-forwarded-for", "2001:db8::7, 2001:db8:ffff::2")],
+                "ip:2001:db8::7",
+            ),
+            // Malformed entries reached in the walk: the peer.
+            (
+                "garbage",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "not-an-ip")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "empty",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "empty entry",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7, ")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "unknown",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "unknown")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "bad port",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7:99999")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "zone id",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "fe80::1%eth0")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "garbage behind the client is never read",
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "%%%, 198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            // Forwarded (RFC 7239).
+            (
+                "forwarded v4",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "forwarded quoted v6 with port",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=\"[2001:db8:cafe::17]:4711\"")],
+                "ip:2001:db8:cafe::17",
+            ),
+            (
+                "forwarded quoted v4 port",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=\"198.51.100.7:80\"")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "forwarded obfuscated port",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=\"198.51.100.7:_p1\"")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "forwarded mixed case and params",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "proto=https; For=198.51.100.7 ;by=10.0.0.1")],
+                "ip:198.51.100.7",
+            ),
+            (
+                "forwarded several elements",
+                Some("10.0.0.1:1"),
+                &[(
+                    "forwarded",
+                    "for=1.1.1.1, for=198.51.100.7;proto=http, for=10.3.3.3",
+                )],
+                "ip:198.51.100.7",
+            ),
+            (
+                "forwarded several lines",
+                Some("10.0.0.1:1"),
+                &[
+                    ("forwarded", "for=1.1.1.1, for=198.51.100.7"),
+                    ("forwarded", "FOR=\"[2001:db8:ffff::5]\""),
+                ],
+                "ip:198.51.100.7",
+            ),
+            (
+                "forwarded all trusted",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=10.1.1.1, for=10.2.2.2")],
+                "ip:10.1.1.1",
+            ),
+            (
+                "forwarded obfuscated",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=_hidden, for=10.2.2.2")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "forwarded unknown",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=unknown")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "forwarded no for",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "proto=https")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "forwarded no equals",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "forwarded bad quote",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=\"198.51.100.7")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "forwarded two fors",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=1.1.1.1;for=2.2.2.2")],
+                "ip:10.0.0.1",
+            ),
+            (
+                "forwarded garbage left of client unread",
+                Some("10.0.0.1:1"),
+                &[("forwarded", "for=\"x, for=198.51.100.7")],
+                "ip:198.51.100.7",
+            ),
+            // Header preference: Forwarded, then X-Forwarded-For, then X-Real-IP.
+            (
+                "forwarded preferred",
+                Some("10.0.0.1:1"),
+                &[
+                    ("x-forwarded-for", "198.51.100.1"),
+                    ("forwarded", "for=198.51.100.2"),
+                    ("x-real-ip", "198.51.100.3"),
+                ],
+                "ip:198.51.100.2",
+            ),
+            (
+                "xff before real-ip",
+                Some("10.0.0.1:1"),
+                &[
+                    ("x-real-ip", "198.51.100.3"),
+                    ("x-forwarded-for", "198.51.100.1"),
+                ],
+                "ip:198.51.100.1",
+            ),
+            (
+                "real-ip from trusted",
+                Some("10.0.0.1:1"),
+                &[("x-real-ip", "198.51.100.3")],
+                "ip:198.51.100.3",
+            ),
+            (
+                "real-ip malformed",
+                Some("10.0.0.1:1"),
+                &[("x-real-ip", "nope")],
+                "ip:10.0.0.1",
+            ),
+            ("trusted, no header", Some("10.0.0.1:1"), &[], "ip:10.0.0.1"),
+        ];
+        let extractor = behind_proxies();
+        for (name, peer, headers, want) in cases {
+            assert_eq!(key_of(&extractor, *peer, headers), *want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn client_ip_non_utf8_header_falls_back() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"198.51.100.7\xff").unwrap(),
+        );
+        let (method, uri) = (Method::GET, Uri::from_static("/"));
+        let parts = RequestParts {
+            method: &method,
+            uri: &uri,
+            headers: &map,
+            peer: Some("10.0.0.1:1".parse().unwrap()),
+        };
+        assert_eq!(behind_proxies().extract(&parts), "ip:10.0.0.1");
+    }
+
+    #[test]
+    fn client_ip_configured_headers() {
+        let only_xff = behind_proxies().headers([ForwardedHeader::XForwardedFor]);
+        let headers = [
+            ("forwarded", "for=198.51.100.2"),
+            ("x-forwarded-for", "198.51.100.1"),
+        ];
+        assert_eq!(
+            key_of(&only_xff, Some("10.0.0.1:1"), &headers),
+            "ip:198.51.100.1"
+        );
+        let none = behind_proxies().headers([]);
+        assert_eq!(key_of(&none, Some("10.0.0.1:1"), &headers), "ip:10.0.0.1");
+        let custom = behind_proxies().headers([ForwardedHeader::Other(HeaderName::from_static(
+            "cf-connecting-ip",
+        ))]);
+        assert_eq!(
+            key_of(
+                &custom,
+                Some("10.0.0.1:1"),
+                &[("cf-connecting-ip", "198.51.100.9")]
+            ),
+            "ip:198.51.100.9"
+        );
+    }
+
+    #[test]
+    fn client_ip_mapped_trusted_network_and_v6_grouping() {
+        let mapped = ClientIp::new(nets(&["::ffff:10.0.0.0/104"]));
+        assert_eq!(
+            key_of(
+                &mapped,
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7")]
+            ),
+            "ip:198.51.100.7"
+        );
+        let grouped = behind_proxies().ipv6_prefix(64);
+        assert_eq!(
+            key_of(
+                &grouped,
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "2001:db8:1:2::99")]
+            ),
+            "net6:2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            key_of(&grouped, Some("[2001:db8:7::1]:1"), &[]),
+            "net6:2001:db8:7::/64"
+        );
+        assert_eq!(
+            key_of(
+                &grouped,
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7")]
+            ),
+            "ip:198.51.100.7"
+        );
+    }
+
+    #[test]
+    fn header_key_hashes() {
+        let api = HeaderKey::new(HeaderName::from_static("x-api-key"));
+        let secret = "sk_live_0123456789abcdef";
+        let a = key_of(&api, Some("192.0.2.1:1"), &[("x-api-key", secret)]);
+        let again = key_of(&api, Some("198.51.100.1:1"), &[("x-api-key", secret)]);
+        let other = key_of(
+            &api,
+            Some("192.0.2.1:1"),
+            &[("x-api-key", "sk_live_0123456789abcdeg")],
+        );
+        assert_eq!(a, again, "same value, same key, whoever sends it");
+        assert_ne!(a, other);
+        assert!(a.starts_with("hdr:x-api-key:"), "{a}");
+        assert_eq!(a.len(), "hdr:x-api-key:".len() + 32);
+        assert!(!a.contains(secret) && !a.contains("sk_live"), "{a}");
+        // Stable across processes and versions: FNV-1a 128 of "a".
+        assert_eq!(
+            key_of(&api, None, &[("x-api-key", "a")]),
+            "hdr:x-api-key:d228cb696f1a8caf78912b704e4a8964"
+        );
+        // Two lines differ from either alone.
+        let both = key_of(&api, None, &[("x-api-key", "k1"), ("x-api-key", "k2")]);
+        assert_ne!(both, key_of(&api, None, &[("x-api-key", "k1")]));
+        assert_ne!(both, key_of(&api, None, &[("x-api-key", "k1k2")]));
+    }
+
+    #[test]
+    fn header_key_missing() {
+        let api = HeaderKey::new(HeaderName::from_static("x-api-key"));
+        assert_eq!(
+            key_of(&api, Some("192.0.2.1:1"), &[]),
+            "hdr:x-api-key:missing"
+        );
+        assert_eq!(
+            key_of(&api, Some("192.0.2.1:1"), &[("x-api-key", "")]),
+            "hdr:x-api-key:missing"
+        );
+        let with_ip = api.or_else(behind_proxies());
+        assert_eq!(key_of(&with_ip, Some("192.0.2.1:1"), &[]), "ip:192.0.2.1");
+        assert_eq!(
+            key_of(
+                &with_ip,
+                Some("10.0.0.1:1"),
+                &[("x-forwarded-for", "198.51.100.7")]
+            ),
+            "ip:198.51.100.7"
+        );
+        assert!(key_of(&with_ip, Some("192.0.2.1:1"), &[("x-api-key", "k")])
+            .starts_with("hdr:x-api-key:"));
+        let closure = HeaderKey::new(HeaderName::from_static("authorization"))
+            .or_else(|_: &RequestParts<'_>| "anonymous".to_owned());
+        assert_eq!(key_of(&closure, None, &[]), "anonymous");
+        assert!(format!("{closure:?}").contains("authorization"));
+    }
+
+    fn untrusted_peer() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_filter("outside 10/8", |(o, _)| o[0] != 10)
+                .prop_map(|(o, port)| SocketAddr::from((Ipv4Addr::from(o), port))),
+            (any::<u128>(), any::<u16>())
+                .prop_map(|(bits, port)| SocketAddr::from((Ipv6Addr::from(bits), port)))
+                .prop_filter("outside the trusted networks", |addr| {
+                    !behind_proxies().is_trusted(normalize(addr.ip()))
+                }),
+        ]
+    }
+
+    fn header_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ -~]{0,60}",
+            "((for|For|FOR)=\"?\\[?[0-9a-f:.]{1,20}\\]?(:[0-9]{1,5})?\"?[;,] ?){1,4}",
+            any::<Ipv4Addr>().prop_map(|ip| format!("for={ip}")),
+            any::<Ipv6Addr>().prop_map(|ip| format!("for=\"[{ip}]:80\"")),
+            proptest::collection::vec(any::<Ipv4Addr>(), 1..5).prop_map(|ips| {
+                ips.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+            any::<Ipv6Addr>().prop_map(|ip| ip.to_string()),
+        ]
+    }
+
+    /// Up to three forwarding headers, each maybe absent.
+    fn forwarding_headers() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+        (
+            proptest::option::of(header_text()),
+            proptest::option::of(header_text()),
+            proptest::option::of(header_text()),
+        )
+            .prop_map(|(forwarded, xff, real)| {
+                [
+                    ("forwarded", forwarded),
+                    ("x-forwarded-for", xff),
+                    ("x-real-ip", real),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?)))
+                .collect()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn untrusted_peers_cannot_spoof(
+            peer in untrusted_peer(),
+            headers in forwarding_headers(),
+        ) {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let peer_text = peer.to_string();
+            let want = format!("ip:{}", normalize(peer.ip()));
+            let client = key_of(&behind_proxies(), Some(&peer_text), &headers);
+            let direct = key_of(&PeerIp::new(), Some(&peer_text), &headers);
+            prop_assert_eq!(&client, &want);
+            prop_assert_eq!(&direct, &want);
+        }
+
+        #[test]
+        fn trusted_peers_never_panic_and_yield_an_ip_key(
+            last in 0u8..=255,
+            headers in forwarding_headers(),
+        ) {
+            let peer = format!("10.0.0.{last}:443");
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let key = key_of(&behind_proxies().ipv6_prefix(64), Some(&peer), &headers);
+            prop_assert!(key.starts_with("ip:") || key.starts_with("net6:"), "{}", key);
+        }
+
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,80}") {
+            let _ = parse_node(&text);
+            let _ = forwarded_for(&text);
+        }
+
+        #[test]
+        fn header_key_never_leaks(value in "[!-~]{8,40}") {
+            let key = key_of(&HeaderKey::new(HeaderName::from_static("x-api-key")), None, &[("x-api-key", value.as_str())]);
+            prop_assert!(!key.contains(&value));
+        }
     }
 }
