@@ -6,5 +6,6 @@
 //! a trusted proxy — by a credential, or by an API key.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod correlation;
 pub mod extract;
 pub mod key;

@@ -54,6 +54,15 @@ pub async fn with_correlation_id<F: Future>(id: impl Into<CorrelationId>, future
     CORRELATION_ID.scope(id.into(), future).await
 }
 
+/// [`with_correlation_id`] as a nameable future type, for middleware that must spell
+/// out its future (a tower service's `Future`) without boxing.
+pub fn correlation_scope<F: Future>(
+    id: impl Into<CorrelationId>,
+    future: F,
+) -> tokio::task::futures::TaskLocalFuture<CorrelationId, F> {
+    CORRELATION_ID.scope(id.into(), future)
+}
+
 /// The correlation id of the current task, if one was set with
 /// [`with_correlation_id`].
 pub fn current_correlation_id() -> Option<CorrelationId> {
