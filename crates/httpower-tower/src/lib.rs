@@ -8,4 +8,5 @@
 
 pub mod correlation;
 pub mod extract;
+pub mod health;
 pub mod key;
