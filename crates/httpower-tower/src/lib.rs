@@ -7,3 +7,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod extract;
+pub mod layer;
+pub mod response;
+
+pub use layer::{RateLimit, RateLimitLayer, RateLimitLayerBuilder};
