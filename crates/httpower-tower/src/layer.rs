@@ -30,6 +30,13 @@
 //! under it, not `/api`; `*` alone matches every path). Exclusions win over inclusions;
 //! with no inclusion, every path not excluded is limited.
 //!
+//! # Different limiters per route
+//!
+//! Give each route its own layer (`.route("/login", post(login).layer(login_limit))`),
+//! or put one layer on the router and pick the paths it covers with
+//! [`include`](RateLimitLayerBuilder::include). Two layers on one store with different
+//! limiter names keep separate counters; clones of one layer share them.
+//!
 //! # Store failures
 //!
 //! A single limiter applies its own timeout and [`FailMode`]. A composite check waits
@@ -80,11 +87,12 @@ use std::time::Duration;
 use axum::body::{Body, HttpBody};
 use axum::BoxError;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use httpower_core::clock::Clock;
 use httpower_core::rate::Decision;
 use httpower_core::store::{
-    Check, CompositeMode, DecisionSource, FailMode, Limiter, Store, StoreError,
+    Check, CompositeDecision, CompositeMode, DecisionSource, FailMode, Limiter, Store, StoreError,
+    Verdict,
 };
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -184,6 +192,7 @@ struct Shared {
     limits: Vec<Limit>,
     mode: CompositeMode,
     timeout: Duration,
+    policy_header: Option<HeaderValue>,
     include: Vec<PathPattern>,
     exclude: Vec<PathPattern>,
     legacy_headers: bool,
@@ -203,7 +212,6 @@ impl Shared {
             .zip(decisions)
             .map(|(limit, decision)| Quota {
                 name: limit.limiter.name(),
-                policy: &limit.policy,
                 decision,
             })
             .collect()
@@ -211,8 +219,12 @@ impl Shared {
 
     /// The answer for decisions made by the store: headers to add, or the 429.
     fn answer(&self, allowed: bool, decisions: &[Decision], deciding: usize) -> Outcome {
-        let headers =
-            response::quota_headers(&self.quotas(decisions), deciding, self.legacy_headers);
+        let headers = response::quota_headers(
+            self.policy_header.as_ref(),
+            &self.quotas(decisions),
+            deciding,
+            self.legacy_headers,
+        );
         if allowed {
             return Outcome::Pass(Some(headers));
         }
@@ -244,6 +256,71 @@ impl Shared {
         }
     }
 
+    /// The outcome when the store answers without I/O (the memory store), so the
+    /// common case needs neither a boxed future nor a timer; `None` when it needs I/O.
+    ///
+    /// The unanswered store future is dropped unpolled, which does nothing (a
+    /// [`StoreFuture`](httpower_core::store::StoreFuture) is inert until polled); the
+    /// check is then made again, with its timeout, by [`decide`](Shared::decide).
+    fn decide_now(&self, keys: &[String]) -> Option<Outcome> {
+        match (self.limits.as_slice(), keys) {
+            ([limit], [key]) => {
+                let limiter = &limit.limiter;
+                let mut pending =
+                    limiter
+                        .store()
+                        .check(limiter.name(), limiter.algorithm(), key, 1);
+                let verdict = match pending.take_ready()? {
+                    Ok(decision) => Verdict {
+                        decision,
+                        source: DecisionSource::Store,
+                    },
+                    Err(err) => limiter.fallback(err),
+                };
+                Some(self.verdict_outcome(limiter, &verdict))
+            }
+            _ => {
+                let first = self.limits.first()?;
+                let checks = self.checks(keys);
+                let mut pending = first.limiter.store().check_composite(&checks, self.mode);
+                let result = pending.take_ready()?;
+                Some(self.composite_outcome(result))
+            }
+        }
+    }
+
+    fn checks<'a>(&'a self, keys: &'a [String]) -> Vec<Check<'a>> {
+        self.limits
+            .iter()
+            .zip(keys)
+            .map(|(limit, key)| Check {
+                limiter: limit.limiter.name(),
+                algorithm: limit.limiter.algorithm(),
+                key,
+                cost: 1,
+            })
+            .collect()
+    }
+
+    fn verdict_outcome(&self, limiter: &Limiter, verdict: &Verdict) -> Outcome {
+        match verdict.source {
+            DecisionSource::Store => self.answer(verdict.decision.allowed, &[verdict.decision], 0),
+            DecisionSource::FailOpen(_) => Outcome::Pass(None),
+            DecisionSource::FailClosed(_) => {
+                Outcome::Answer(response::unavailable(limiter.name(), limiter.timeout()))
+            }
+        }
+    }
+
+    fn composite_outcome(&self, result: Result<CompositeDecision, StoreError>) -> Outcome {
+        match result {
+            Ok(composite) => {
+                self.answer(composite.allowed, &composite.decisions, composite.deciding)
+            }
+            Err(_) => self.store_failed(),
+        }
+    }
+
     async fn decide(self: Arc<Self>, keys: Vec<String>) -> Outcome {
         match (self.limits.as_slice(), keys.as_slice()) {
             ([limit], [key]) => self.decide_one(limit, key).await,
@@ -261,13 +338,7 @@ impl Shared {
                 detail: err.to_string(),
             }),
         };
-        match verdict.source {
-            DecisionSource::Store => self.answer(verdict.decision.allowed, &[verdict.decision], 0),
-            DecisionSource::FailOpen(_) => Outcome::Pass(None),
-            DecisionSource::FailClosed(_) => {
-                Outcome::Answer(response::unavailable(limiter.name(), limiter.timeout()))
-            }
-        }
+        self.verdict_outcome(limiter, &verdict)
     }
 
     async fn decide_composite(&self, keys: &[String]) -> Outcome {
@@ -275,17 +346,7 @@ impl Shared {
             return Outcome::Pass(None);
         };
         let store: &Arc<dyn Store> = first.limiter.store();
-        let checks: Vec<Check<'_>> = self
-            .limits
-            .iter()
-            .zip(keys)
-            .map(|(limit, key)| Check {
-                limiter: limit.limiter.name(),
-                algorithm: limit.limiter.algorithm(),
-                key,
-                cost: 1,
-            })
-            .collect();
+        let checks = self.checks(keys);
         let mut pending = store.check_composite(&checks, self.mode);
         let result = match pending.take_ready() {
             Some(result) => result,
@@ -302,12 +363,7 @@ impl Shared {
                 }
             }
         };
-        match result {
-            Ok(composite) => {
-                self.answer(composite.allowed, &composite.decisions, composite.deciding)
-            }
-            Err(_) => self.store_failed(),
-        }
+        self.composite_outcome(result)
     }
 }
 
@@ -333,9 +389,11 @@ impl RateLimitLayer {
     /// Limits every request with `limiter`, keyed by `key`.
     pub fn new(limiter: Limiter, key: impl KeyExtractor) -> Self {
         let policy = response::policy_item(limiter.name(), limiter.algorithm());
+        let policy_header = response::policy_header([policy.as_str()]);
         let timeout = limiter.timeout();
         RateLimitLayer {
             shared: Arc::new(Shared {
+                policy_header,
                 limits: vec![Limit {
                     limiter,
                     key: Arc::new(key),
@@ -492,9 +550,12 @@ impl RateLimitLayerBuilder {
                 limiter,
                 key,
             })
-            .collect();
+            .collect::<Vec<Limit>>();
+        let policy_header =
+            response::policy_header(limits.iter().map(|limit| limit.policy.as_str()));
         Ok(RateLimitLayer {
             shared: Arc::new(Shared {
+                policy_header,
                 limits,
                 mode: self.mode,
                 timeout,
@@ -570,12 +631,20 @@ where
                 .map(|limit| limit.key.extract(&parts))
                 .collect()
         };
-        ResponseFuture {
-            state: State::Checking {
+        let state = match self.shared.decide_now(&keys) {
+            Some(Outcome::Pass(headers)) => State::Calling {
+                future: inner.call(request),
+                headers,
+            },
+            Some(Outcome::Answer(response)) => State::Answered {
+                response: Some(response),
+            },
+            None => State::Checking {
                 check: Box::pin(Arc::clone(&self.shared).decide(keys)),
                 pending: Some((inner, request)),
             },
-        }
+        };
+        ResponseFuture { state }
     }
 }
 
@@ -602,6 +671,9 @@ pin_project! {
             future: F,
             headers: Option<HeaderMap>,
         },
+        Answered {
+            response: Option<Response<Body>>,
+        },
     }
 }
 
@@ -613,6 +685,7 @@ where
         f.write_str(match self.state {
             State::Checking { .. } => "ResponseFuture::Checking",
             State::Calling { .. } => "ResponseFuture::Calling",
+            State::Answered { .. } => "ResponseFuture::Answered",
         })
     }
 }
@@ -652,6 +725,11 @@ where
                         }
                     }
                     return Poll::Ready(Ok(response));
+                }
+                StateProj::Answered { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .unwrap_or_else(polled_after_completion)));
                 }
             }
         }

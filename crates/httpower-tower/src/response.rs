@@ -138,30 +138,38 @@ fn reset_secs(decision: &Decision) -> u64 {
     }
 }
 
-/// One limiter's share of the quota headers: its name, its policy member and its
-/// decision.
+/// One limiter's share of the `RateLimit` header: its name and its decision.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Quota<'a> {
     pub(crate) name: &'a str,
-    pub(crate) policy: &'a str,
     pub(crate) decision: &'a Decision,
+}
+
+/// The `RateLimit-Policy` value of limiters with these policy members (computed once,
+/// when a layer is built).
+pub(crate) fn policy_header<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<HeaderValue> {
+    let joined: Vec<&str> = items.into_iter().collect();
+    header_value(&joined.join(", "))
 }
 
 fn header_value(text: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(text).ok()
 }
 
-/// The quota headers for `quotas`; legacy headers from `quotas[deciding]` when `legacy`.
-pub(crate) fn quota_headers(quotas: &[Quota<'_>], deciding: usize, legacy: bool) -> HeaderMap {
+/// The quota headers for `quotas` under `policy`; legacy headers from
+/// `quotas[deciding]` when `legacy`.
+pub(crate) fn quota_headers(
+    policy: Option<&HeaderValue>,
+    quotas: &[Quota<'_>],
+    deciding: usize,
+    legacy: bool,
+) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(if legacy { 5 } else { 2 });
-    let mut policy = String::new();
     let mut state = String::new();
     for (i, quota) in quotas.iter().enumerate() {
         if i > 0 {
-            policy.push_str(", ");
             state.push_str(", ");
         }
-        policy.push_str(quota.policy);
         let _ = write!(
             state,
             "{};r={};t={}",
@@ -170,8 +178,8 @@ pub(crate) fn quota_headers(quotas: &[Quota<'_>], deciding: usize, legacy: bool)
             reset_secs(quota.decision)
         );
     }
-    if let Some(value) = header_value(&policy) {
-        headers.insert(RATELIMIT_POLICY, value);
+    if let Some(value) = policy {
+        headers.insert(RATELIMIT_POLICY, value.clone());
     }
     if let Some(value) = header_value(&state) {
         headers.insert(RATELIMIT, value);
