@@ -620,3 +620,118 @@ async fn plain_tower_service_errors_pass_through() -> TestResult {
     assert_eq!(response.status(), 429);
     Ok(())
 }
+
+/// A memory store that answers only after yielding, like a store on the network: the
+/// layer's slow path (boxed check with a timeout) must decide exactly as the fast one.
+#[derive(Debug)]
+struct AsyncStore(MemoryStore);
+
+impl Store for AsyncStore {
+    fn name(&self) -> &str {
+        "async"
+    }
+    fn check<'a>(
+        &'a self,
+        limiter: &'a str,
+        algorithm: &'a AnyAlgorithm,
+        key: &'a str,
+        cost: u32,
+    ) -> StoreFuture<'a, Decision> {
+        StoreFuture::pending(async move {
+            tokio::task::yield_now().await;
+            self.0.check(limiter, algorithm, key, cost).await
+        })
+    }
+    fn check_composite<'a>(
+        &'a self,
+        checks: &'a [Check<'a>],
+        mode: CompositeMode,
+    ) -> StoreFuture<'a, CompositeDecision> {
+        StoreFuture::pending(async move {
+            tokio::task::yield_now().await;
+            self.0.check_composite(checks, mode).await
+        })
+    }
+    fn inspect<'a>(
+        &'a self,
+        limiter: &'a str,
+        algorithm: &'a AnyAlgorithm,
+        key: &'a str,
+    ) -> StoreFuture<'a, Decision> {
+        self.0.inspect(limiter, algorithm, key)
+    }
+    fn acquire_slot<'a>(
+        &'a self,
+        limiter: &'a str,
+        key: &'a str,
+        max: u32,
+        lease: Duration,
+    ) -> StoreFuture<'a, SlotGrant> {
+        self.0.acquire_slot(limiter, key, max, lease)
+    }
+    fn release_slot<'a>(
+        &'a self,
+        limiter: &'a str,
+        key: &'a str,
+        lease: LeaseId,
+    ) -> StoreFuture<'a, ()> {
+        self.0.release_slot(limiter, key, lease)
+    }
+    fn reset<'a>(&'a self, limiter: &'a str, key: Option<&'a str>) -> StoreFuture<'a, u64> {
+        self.0.reset(limiter, key)
+    }
+    fn health(&self) -> StoreFuture<'_, StoreHealth> {
+        self.0.health()
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_answers_later_decides_like_one_that_answers_at_once() -> TestResult {
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_secs(258));
+    let store: Arc<dyn Store> = Arc::new(AsyncStore(MemoryStore::with_clock(clock.clone())));
+    let single = window("single", 2, &store);
+    let ip = window("ip", 3, &store);
+    let user = window("user", 1, &store);
+    let app = Router::new()
+        .route(
+            "/single",
+            get(|| async { "s" }).layer(RateLimitLayer::new(single.clone(), GlobalKey::default())),
+        )
+        .route(
+            "/login",
+            post(|| async { "l" }).layer(
+                RateLimitLayer::builder()
+                    .limit(ip.clone(), by_peer)
+                    .limit(user, by_user)
+                    .build()?,
+            ),
+        );
+    let base = serve(app).await?;
+    let http = client()?;
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = http.get(format!("{base}/single")).send().await?;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // Each admitted request was charged once: the pending store futures the fast path
+    // dropped unpolled charged nothing.
+    assert_eq!(single.key("global").inspect().await?.remaining, 0);
+
+    let login = |user: &'static str| {
+        http.post(format!("{base}/login"))
+            .header("x-user", user)
+            .send()
+    };
+    assert_eq!(login("alice").await?.status(), 200);
+    let denied = login("alice").await?;
+    assert_eq!(denied.status(), 429);
+    assert_eq!(
+        header(&denied, "ratelimit"),
+        Some("\"ip\";r=2;t=42, \"user\";r=0;t=42")
+    );
+    assert_eq!(ip.key("127.0.0.1").inspect().await?.remaining, 2);
+    Ok(())
+}
