@@ -735,3 +735,43 @@ async fn a_store_that_answers_later_decides_like_one_that_answers_at_once() -> T
     assert_eq!(ip.key("127.0.0.1").inspect().await?.remaining, 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn token_bucket_headers() -> TestResult {
+    use httpower_core::rate::{Gcra, Quota};
+
+    let clock = ManualClock::new();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::with_clock(clock.clone()));
+    // One every 10 s, bursts of 2: the whole bucket refills in 20 s.
+    let bucket = Gcra::new(Quota::new(1, Duration::from_secs(10), 2)?);
+    let limiter = Limiter::builder("bucket", bucket).build(store);
+    let layer = RateLimitLayer::new(limiter, GlobalKey::default());
+    let base = serve(
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(layer),
+    )
+    .await?;
+    let http = client()?;
+
+    let first = http.get(&base).send().await?;
+    assert_eq!(
+        header(&first, "ratelimit-policy"),
+        Some("\"bucket\";q=2;w=20")
+    );
+    assert_eq!(header(&first, "ratelimit"), Some("\"bucket\";r=1;t=10"));
+    let second = http.get(&base).send().await?;
+    assert_eq!(header(&second, "ratelimit"), Some("\"bucket\";r=0;t=20"));
+
+    // Denied: `t` and `Retry-After` say when one cell is back (10 s), not the whole
+    // bucket (20 s).
+    clock.advance(Duration::from_millis(2500));
+    let denied = http.get(&base).send().await?;
+    assert_eq!(denied.status(), 429);
+    assert_eq!(header(&denied, "retry-after"), Some("8"));
+    assert_eq!(header(&denied, "ratelimit"), Some("\"bucket\";r=0;t=8"));
+
+    clock.advance(Duration::from_millis(7500));
+    assert_eq!(http.get(&base).send().await?.status(), 200);
+    Ok(())
+}
