@@ -186,6 +186,16 @@ impl Limiter {
         self.inner.strategy
     }
 
+    /// How long one decision may take before the fail mode applies.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The clock used for timeouts and waits.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
     /// This limiter applied to one identifier.
     pub fn key<'a>(&'a self, key: &'a str) -> KeyedLimiter<'a> {
         KeyedLimiter { limiter: self, key }
