@@ -24,7 +24,7 @@
 //! ```
 //!
 //! Flags: `--port N` (default 3000; 0 picks a free port and prints it), `--self-test`
-//! (serve on a free port, make 17 attempts, print the answers, exit), `--redis URL`
+//! (serve on a free port, make 18 attempts, print and check the answers, exit), `--redis URL`
 //! (will put both limiters on a shared Redis store; this build has no Redis store yet, so
 //! it exits with an error instead of silently using memory).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -181,9 +181,10 @@ async fn attempt(
     Ok((status, detail))
 }
 
-/// Serves on a free port, makes 12 attempts as one user then 5 as another, and checks
-/// the answers: the credential limit trips after 5, and those denials did not spend the
-/// address's budget (the second user still gets 5, the address's 10 in total).
+/// Serves on a free port and checks the answers: 12 attempts as one user (the
+/// credential limit admits 5), then 5 as a second user (admitted: the first user's
+/// denials spent nothing of the address's 10), then 1 as a third (the address's quota is
+/// now spent).
 async fn self_test(app: Router) -> Result<(), BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -191,29 +192,43 @@ async fn self_test(app: Router) -> Result<(), BoxError> {
     tokio::spawn(serve(listener, app));
 
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let mut expected = Vec::new();
-    let mut got = Vec::new();
-    let plan = [("alice", 12, 5), ("bob", 6, 5)];
-    for (user, attempts, admitted) in plan {
+    // (user, attempts, how many are admitted, the limiter that denies the rest)
+    let plan = [
+        ("alice", 12, 5, "login_user"),
+        ("bob", 5, 5, ""),
+        ("carol", 1, 0, "login_ip"),
+    ];
+    let mut failures = Vec::new();
+    for (user, attempts, admitted, denier) in plan {
         for n in 1..=attempts {
             let (status, detail) = attempt(&client, &base, user).await?;
             println!("{user:>5} attempt {n:>2}: {status} {detail}");
-            got.push(status);
-            expected.push(if n <= admitted { 200 } else { 429 });
+            let ok = if n <= admitted {
+                status == 200
+            } else {
+                status == 429 && detail.starts_with(&format!("denied by {denier} "))
+            };
+            if !ok {
+                failures.push(format!("{user} attempt {n}: {status} {detail}"));
+            }
         }
     }
 
-    let health = client.get(format!("{base}/health")).send().await?;
-    println!("GET /health: {}", health.status().as_u16());
-    let metrics = client.get(format!("{base}/metrics")).send().await?;
-    println!("GET /metrics: {}", metrics.status().as_u16());
+    for path in ["/health", "/metrics"] {
+        let response = client.get(format!("{base}{path}")).send().await?;
+        let status = response.status().as_u16();
+        println!("GET {path}: {status}");
+        if status != 200 {
+            failures.push(format!("GET {path}: {status}"));
+        }
+    }
 
-    if got != expected {
-        return Err(format!("expected {expected:?}, got {got:?}").into());
+    if !failures.is_empty() {
+        return Err(format!("unexpected answers:\n  {}", failures.join("\n  ")).into());
     }
     println!(
-        "self-test passed: alice 5×200 then 429 (login_user); \
-         bob 5×200 then 429 (login_ip: 10 per address, alice's denials not counted)"
+        "self-test passed: alice 5×200 then 429 from login_user; bob 5×200 (alice's denials \
+         cost the address nothing); carol 429 from login_ip (10 per address spent)"
     );
     Ok(())
 }
