@@ -84,7 +84,10 @@ async fn login(
 }
 
 fn xff(value: &str) -> [(&'static str, HeaderValue); 1] {
-    [("x-forwarded-for", HeaderValue::from_str(value).unwrap_or_else(|_| unreachable!()))]
+    [(
+        "x-forwarded-for",
+        HeaderValue::from_str(value).unwrap_or_else(|_| unreachable!()),
+    )]
 }
 
 #[tokio::test]
@@ -96,7 +99,10 @@ async fn an_untrusted_peer_cannot_choose_its_key_with_x_forwarded_for() -> TestR
     let second = login(&client, &base, &xff("198.51.100.2")).await?;
     assert_eq!(second, (200, "ip:127.0.0.1".to_owned()));
     let (status, body) = login(&client, &base, &xff("198.51.100.3")).await?;
-    assert_eq!(status, 429, "a fresh X-Forwarded-For bought a fresh budget: {body}");
+    assert_eq!(
+        status, 429,
+        "a fresh X-Forwarded-For bought a fresh budget: {body}"
+    );
     // Nor with the other headers.
     let forwarded = [("forwarded", HeaderValue::from_static("for=198.51.100.4"))];
     assert_eq!(login(&client, &base, &forwarded).await?.0, 429);
@@ -182,16 +188,28 @@ async fn malformed_headers_fall_back_to_the_peer_and_never_error() -> TestResult
     let client = client()?;
     let malformed: Vec<(&str, HeaderValue)> = vec![
         ("x-forwarded-for", HeaderValue::from_static("not-an-ip")),
-        ("x-forwarded-for", HeaderValue::from_static("203.0.113.9, garbage")),
+        (
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, garbage"),
+        ),
         ("x-forwarded-for", HeaderValue::from_static("999.1.1.1")),
-        ("x-forwarded-for", HeaderValue::from_static("203.0.113.9:99999")),
+        (
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9:99999"),
+        ),
         ("x-forwarded-for", HeaderValue::from_static("[2001:db8::1")),
         ("x-forwarded-for", HeaderValue::from_static(",")),
-        ("x-forwarded-for", HeaderValue::from_bytes(b"203.0.113.\xff")?),
+        (
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"203.0.113.\xff")?,
+        ),
         ("forwarded", HeaderValue::from_static("for=_hidden")),
         ("forwarded", HeaderValue::from_static("for=unknown")),
         ("forwarded", HeaderValue::from_static("proto=https")),
-        ("forwarded", HeaderValue::from_static(r#"for="[2001:db8::1]:4711"#)),
+        (
+            "forwarded",
+            HeaderValue::from_static(r#"for="[2001:db8::1]:4711"#),
+        ),
         ("x-real-ip", HeaderValue::from_static("localhost")),
     ];
     let mut statuses = Vec::new();
