@@ -175,6 +175,8 @@ struct Limit {
     limiter: Limiter,
     key: Arc<dyn KeyExtractor>,
     policy: String,
+    /// The limiter's name as a structured-field string, quoted once at build time.
+    quoted: String,
 }
 
 impl fmt::Debug for Limit {
@@ -206,22 +208,27 @@ impl Shared {
         self.include.is_empty() || self.include.iter().any(|p| p.matches(path))
     }
 
-    fn quotas<'a>(&'a self, decisions: &'a [Decision]) -> Vec<Quota<'a>> {
-        self.limits
-            .iter()
-            .zip(decisions)
-            .map(|(limit, decision)| Quota {
-                name: limit.limiter.name(),
-                decision,
-            })
-            .collect()
-    }
-
     /// The answer for decisions made by the store: headers to add, or the 429.
     fn answer(&self, allowed: bool, decisions: &[Decision], deciding: usize) -> Outcome {
+        fn quota<'a>((limit, decision): (&'a Limit, &Decision)) -> Quota<'a> {
+            Quota {
+                quoted_name: limit.quoted.as_str(),
+                decision: *decision,
+            }
+        }
+        // One limiter (the common case) needs no vector.
+        let single;
+        let several: Vec<Quota<'_>>;
+        let quotas: &[Quota<'_>] = if let ([limit], [decision]) = (&self.limits[..], decisions) {
+            single = [quota((limit, decision))];
+            &single
+        } else {
+            several = self.limits.iter().zip(decisions).map(quota).collect();
+            &several
+        };
         let headers = response::quota_headers(
             self.policy_header.as_ref(),
-            &self.quotas(decisions),
+            quotas,
             deciding,
             self.legacy_headers,
         );
@@ -395,6 +402,7 @@ impl RateLimitLayer {
             shared: Arc::new(Shared {
                 policy_header,
                 limits: vec![Limit {
+                    quoted: response::sf_string(limiter.name()),
                     limiter,
                     key: Arc::new(key),
                     policy,
@@ -547,6 +555,7 @@ impl RateLimitLayerBuilder {
             .into_iter()
             .map(|(limiter, key)| Limit {
                 policy: response::policy_item(limiter.name(), limiter.algorithm()),
+                quoted: response::sf_string(limiter.name()),
                 limiter,
                 key,
             })

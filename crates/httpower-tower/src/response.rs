@@ -138,11 +138,12 @@ fn reset_secs(decision: &Decision) -> u64 {
     }
 }
 
-/// One limiter's share of the `RateLimit` header: its name and its decision.
+/// One limiter's share of the `RateLimit` header: its name (already quoted, see
+/// [`sf_string`]) and its decision.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Quota<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) decision: &'a Decision,
+    pub(crate) quoted_name: &'a str,
+    pub(crate) decision: Decision,
 }
 
 /// The `RateLimit-Policy` value of limiters with these policy members (computed once,
@@ -165,7 +166,7 @@ pub(crate) fn quota_headers(
     legacy: bool,
 ) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(if legacy { 5 } else { 2 });
-    let mut state = String::new();
+    let mut state = String::with_capacity(quotas.len() * 32);
     for (i, quota) in quotas.iter().enumerate() {
         if i > 0 {
             state.push_str(", ");
@@ -173,9 +174,9 @@ pub(crate) fn quota_headers(
         let _ = write!(
             state,
             "{};r={};t={}",
-            sf_string(quota.name),
+            quota.quoted_name,
             quota.decision.remaining,
-            reset_secs(quota.decision)
+            reset_secs(&quota.decision)
         );
     }
     if let Some(value) = policy {
@@ -186,7 +187,7 @@ pub(crate) fn quota_headers(
     }
     if legacy {
         if let Some(quota) = quotas.get(deciding) {
-            let decision = quota.decision;
+            let decision = &quota.decision;
             headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
             headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
             headers.insert(
