@@ -70,6 +70,8 @@ pub(crate) struct ClientInner {
     pub(crate) breaker_key: Option<Arc<str>>,
     pub(crate) breaker_failure: Arc<dyn Fn(StatusCode) -> bool + Send + Sync>,
     pub(crate) limiter: Option<Limiter>,
+    /// The limiter's metric labels (limiter, store), made once rather than per request.
+    pub(crate) limiter_labels: (SharedString, SharedString),
     pub(crate) rate_limit_key: Option<Arc<str>>,
     pub(crate) adaptive: bool,
     pub(crate) feedback: Option<FeedbackGate>,
@@ -819,6 +821,15 @@ impl ClientBuilder {
                         status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
                     })
                 }),
+                limiter_labels: limiter.as_ref().map_or_else(
+                    || (SharedString::const_str(""), SharedString::const_str("")),
+                    |limiter| {
+                        (
+                            SharedString::from(Arc::clone(limiter.name())),
+                            SharedString::from(limiter.store().name().to_owned()),
+                        )
+                    },
+                ),
                 limiter,
                 rate_limit_key: self.rate_limit_key.map(Arc::from),
                 adaptive: self.adaptive,

@@ -30,7 +30,6 @@ use httpower_core::rate::{AcquireError, Algorithm, Strategy};
 use httpower_core::retry::{Classification, RetryState, Step, StopReason};
 use httpower_core::store::{DecisionSource, LimiterError};
 use httpower_core::timeout::{timeout_at_after, TimeoutPhase as CoreTimeoutPhase};
-use metrics::SharedString;
 use tracing::Instrument;
 
 use crate::client::{is_idempotent, Client, ClientInner};
@@ -367,15 +366,14 @@ async fn run(
             _ => acquire.await,
         };
         let took = inner.clock.now().saturating_duration_since(started);
-        let limiter_label = SharedString::from(Arc::clone(limiter.name()));
-        let store_label = SharedString::from(limiter.store().name().to_owned());
+        let (limiter_label, store_label) = &inner.limiter_labels;
         let result = match &decided {
             Ok(_) if took.is_zero() => "allowed",
             Ok(_) => "waited",
             Err(_) => "denied",
         };
         if inner.telemetry {
-            observe::metrics::rate_limit_decision(&limiter_label, &store_label, result, took);
+            observe::metrics::rate_limit_decision(limiter_label, store_label, result, took);
         }
         match decided {
             Ok(verdict) => {
@@ -389,7 +387,7 @@ async fn run(
                     });
                 }
                 if let DecisionSource::FailOpen(_) = verdict.source {
-                    observe::metrics::store_fallback(&limiter_label, &store_label, true);
+                    observe::metrics::store_fallback(limiter_label, store_label, true);
                     inner.emit(|| ClientEvent::StoreFallback {
                         request: info.clone(),
                         limiter: Arc::clone(limiter.name()),
@@ -408,7 +406,7 @@ async fn run(
                         },
                     },
                     LimiterError::StoreUnavailable { .. } => {
-                        observe::metrics::store_fallback(&limiter_label, &store_label, false);
+                        observe::metrics::store_fallback(limiter_label, store_label, false);
                         inner.emit(|| ClientEvent::StoreFallback {
                             request: info.clone(),
                             limiter: Arc::clone(limiter.name()),
