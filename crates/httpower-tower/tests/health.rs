@@ -2,77 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+mod support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use httpower_core::rate::AnyAlgorithm;
-use httpower_core::rate::Decision;
-use httpower_core::store::{
-    Check, CompositeDecision, CompositeMode, LeaseId, MemoryStore, SlotGrant, Store, StoreError,
-    StoreFuture, StoreHealth,
-};
+use httpower_core::store::MemoryStore;
 use httpower_tower::health::{metrics_router, Health};
-
-/// A store that is down: every call fails as an unreachable Redis would. (A stand-in
-/// until the Redis store exists; nothing else here can be made unreachable on demand.)
-#[derive(Debug)]
-struct DownStore;
-
-fn down<T>() -> StoreFuture<'static, T> {
-    StoreFuture::ready(Err(StoreError::Unavailable {
-        store: "down".to_owned(),
-        reason: "connection refused".to_owned(),
-    }))
-}
-
-impl Store for DownStore {
-    fn name(&self) -> &str {
-        "down"
-    }
-    fn check<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a AnyAlgorithm,
-        _: &'a str,
-        _: u32,
-    ) -> StoreFuture<'a, Decision> {
-        down()
-    }
-    fn check_composite<'a>(
-        &'a self,
-        _: &'a [Check<'a>],
-        _: CompositeMode,
-    ) -> StoreFuture<'a, CompositeDecision> {
-        down()
-    }
-    fn inspect<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a AnyAlgorithm,
-        _: &'a str,
-    ) -> StoreFuture<'a, Decision> {
-        down()
-    }
-    fn acquire_slot<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: u32,
-        _: Duration,
-    ) -> StoreFuture<'a, SlotGrant> {
-        down()
-    }
-    fn release_slot<'a>(&'a self, _: &'a str, _: &'a str, _: LeaseId) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn reset<'a>(&'a self, _: &'a str, _: Option<&'a str>) -> StoreFuture<'a, u64> {
-        down()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        down()
-    }
-}
+use support::DownStore;
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
+mod support;
+
 use httpower_core::clock::ManualClock;
 use httpower_core::rate::{AnyAlgorithm, Decision, FixedWindow, WindowQuota};
 use httpower_core::store::{
     Check, CompositeDecision, CompositeMode, FailMode, LeaseId, Limiter, MemoryStore, SlotGrant,
-    Store, StoreError, StoreFuture, StoreHealth,
+    Store, StoreFuture, StoreHealth,
 };
 use httpower_tower::extract::{GlobalKey, KeyExtractor, RequestParts};
 use httpower_tower::layer::{BuildError, RateLimitLayer};
 use serde_json::json;
+use support::DownStore;
 use tokio::net::TcpListener;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -300,65 +303,6 @@ async fn include_and_exclude_patterns() -> TestResult {
         }
     }
     Ok(())
-}
-
-/// A store that is always down.
-#[derive(Debug)]
-struct DownStore;
-
-fn down<'a, T>() -> StoreFuture<'a, T> {
-    StoreFuture::ready(Err(StoreError::Unavailable {
-        store: "down".to_owned(),
-        reason: "connection refused (10.0.0.7:6379)".to_owned(),
-    }))
-}
-
-impl Store for DownStore {
-    fn name(&self) -> &str {
-        "down"
-    }
-    fn check<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a AnyAlgorithm,
-        _: &'a str,
-        _: u32,
-    ) -> StoreFuture<'a, Decision> {
-        down()
-    }
-    fn check_composite<'a>(
-        &'a self,
-        _: &'a [Check<'a>],
-        _: CompositeMode,
-    ) -> StoreFuture<'a, CompositeDecision> {
-        down()
-    }
-    fn inspect<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a AnyAlgorithm,
-        _: &'a str,
-    ) -> StoreFuture<'a, Decision> {
-        down()
-    }
-    fn acquire_slot<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: u32,
-        _: Duration,
-    ) -> StoreFuture<'a, SlotGrant> {
-        down()
-    }
-    fn release_slot<'a>(&'a self, _: &'a str, _: &'a str, _: LeaseId) -> StoreFuture<'a, ()> {
-        down()
-    }
-    fn reset<'a>(&'a self, _: &'a str, _: Option<&'a str>) -> StoreFuture<'a, u64> {
-        down()
-    }
-    fn health(&self) -> StoreFuture<'_, StoreHealth> {
-        down()
-    }
 }
 
 /// A store that never answers.
