@@ -215,18 +215,38 @@ impl Inner {
                 after: self.settings.command_timeout,
             };
         }
-        match err.kind() {
-            ErrorKind::Server(ServerErrorKind::ResponseError)
-            | ErrorKind::Parse
-            | ErrorKind::UnexpectedReturnType
-            | ErrorKind::Server(ServerErrorKind::CrossSlot) => StoreError::Protocol {
-                store,
-                detail: err.to_string(),
-            },
-            _ => StoreError::Unavailable {
+        let unreachable = err.is_io_error()
+            || err.is_connection_refusal()
+            || err.is_connection_dropped()
+            || matches!(
+                err.kind(),
+                ErrorKind::Io
+                    | ErrorKind::AuthenticationFailed
+                    | ErrorKind::ClusterConnectionNotFound
+                    | ErrorKind::MasterNameNotFoundBySentinel
+                    | ErrorKind::EmptySentinelList
+                    | ErrorKind::Server(
+                        ServerErrorKind::TryAgain
+                            | ServerErrorKind::ClusterDown
+                            | ServerErrorKind::MasterDown
+                            | ServerErrorKind::BusyLoading
+                            | ServerErrorKind::ReadOnly
+                            | ServerErrorKind::Moved
+                            | ServerErrorKind::Ask
+                    )
+            );
+        if unreachable {
+            StoreError::Unavailable {
                 store,
                 reason: err.to_string(),
-            },
+            }
+        } else {
+            // The server answered, but not what the script answers: foreign data under
+            // our key, a script error, a reply we cannot read.
+            StoreError::Protocol {
+                store,
+                detail: err.to_string(),
+            }
         }
     }
 
@@ -305,6 +325,9 @@ impl Inner {
             });
         }
         let redis_key = self.keys.key(limiter, key);
+        // Redis decided somewhere between sending and receiving; counting the denial
+        // from the send makes the cached one end no later than the real one.
+        let sent = self.clock.now();
         let (_, decisions) = self
             .run(
                 Op::All,
@@ -317,8 +340,7 @@ impl Inner {
             .next()
             .ok_or_else(|| self.bad_reply(script::BadReply("no decision".into())))?;
         if !decision.allowed && cost > 0 {
-            self.deny
-                .remember(limiter, key, cost, decision, self.clock.now());
+            self.deny.remember(limiter, key, cost, decision, sent);
         }
         Ok(decision)
     }

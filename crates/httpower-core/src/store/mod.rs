@@ -32,6 +32,7 @@ pub mod conformance;
 mod future;
 mod limiter;
 mod memory;
+mod slots;
 
 use std::fmt;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use self::limiter::{
     DecisionSource, FailMode, KeyedLimiter, Limiter, LimiterBuilder, LimiterError, Verdict,
 };
 pub use self::memory::MemoryStore;
+pub use self::slots::{SlotLimiter, SlotLimiterBuilder, SlotPermit};
 
 use crate::rate::{AnyAlgorithm, Decision};
 
