@@ -88,12 +88,14 @@ use axum::body::{Body, HttpBody};
 use axum::BoxError;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use httpower::observe::metrics as telemetry;
 use httpower_core::clock::Clock;
 use httpower_core::rate::Decision;
 use httpower_core::store::{
     Check, CompositeDecision, CompositeMode, DecisionSource, FailMode, Limiter, Store, StoreError,
     Verdict,
 };
+use metrics::SharedString;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -177,6 +179,22 @@ struct Limit {
     policy: String,
     /// The limiter's name as a structured-field string, quoted once at build time.
     quoted: String,
+    /// Metric labels: the limiter's and its store's names, made once.
+    limiter_label: SharedString,
+    store_label: SharedString,
+}
+
+impl Limit {
+    fn new(limiter: Limiter, key: Arc<dyn KeyExtractor>) -> Limit {
+        Limit {
+            policy: response::policy_item(limiter.name(), limiter.algorithm()),
+            quoted: response::sf_string(limiter.name()),
+            limiter_label: SharedString::from(limiter.name().to_string()),
+            store_label: SharedString::from(limiter.store().name().to_owned()),
+            limiter,
+            key,
+        }
+    }
 }
 
 impl fmt::Debug for Limit {
@@ -254,6 +272,9 @@ impl Shared {
                 self.limits.iter().any(|l| closed(&l))
             }
         };
+        for limit in &self.limits {
+            telemetry::store_fallback(&limit.limiter_label, &limit.store_label, !deny);
+        }
         match self.limits.iter().find(closed) {
             Some(limit) if deny => Outcome::Answer(response::unavailable(
                 limit.limiter.name(),
@@ -284,7 +305,7 @@ impl Shared {
                     },
                     Err(err) => limiter.fallback(err),
                 };
-                Some(self.verdict_outcome(limiter, &verdict))
+                Some(self.verdict_outcome(limit, &verdict))
             }
             _ => {
                 let first = self.limits.first()?;
@@ -309,11 +330,20 @@ impl Shared {
             .collect()
     }
 
-    fn verdict_outcome(&self, limiter: &Limiter, verdict: &Verdict) -> Outcome {
+    fn verdict_outcome(&self, limit: &Limit, verdict: &Verdict) -> Outcome {
+        let limiter = &limit.limiter;
         match verdict.source {
-            DecisionSource::Store => self.answer(verdict.decision.allowed, &[verdict.decision], 0),
-            DecisionSource::FailOpen(_) => Outcome::Pass(None),
+            DecisionSource::Store => {
+                let allowed = verdict.decision.allowed;
+                telemetry::inbound_decision(&limit.limiter_label, result_label(allowed));
+                self.answer(allowed, &[verdict.decision], 0)
+            }
+            DecisionSource::FailOpen(_) => {
+                telemetry::store_fallback(&limit.limiter_label, &limit.store_label, true);
+                Outcome::Pass(None)
+            }
             DecisionSource::FailClosed(_) => {
+                telemetry::store_fallback(&limit.limiter_label, &limit.store_label, false);
                 Outcome::Answer(response::unavailable(limiter.name(), limiter.timeout()))
             }
         }
@@ -322,6 +352,13 @@ impl Shared {
     fn composite_outcome(&self, result: Result<CompositeDecision, StoreError>) -> Outcome {
         match result {
             Ok(composite) => {
+                if composite.allowed {
+                    for limit in &self.limits {
+                        telemetry::inbound_decision(&limit.limiter_label, "allowed");
+                    }
+                } else if let Some(limit) = self.limits.get(composite.deciding) {
+                    telemetry::inbound_decision(&limit.limiter_label, "denied");
+                }
                 self.answer(composite.allowed, &composite.decisions, composite.deciding)
             }
             Err(_) => self.store_failed(),
@@ -345,7 +382,7 @@ impl Shared {
                 detail: err.to_string(),
             }),
         };
-        self.verdict_outcome(limiter, &verdict)
+        self.verdict_outcome(limit, &verdict)
     }
 
     async fn decide_composite(&self, keys: &[String]) -> Outcome {
@@ -374,6 +411,14 @@ impl Shared {
     }
 }
 
+fn result_label(allowed: bool) -> &'static str {
+    if allowed {
+        "allowed"
+    } else {
+        "denied"
+    }
+}
+
 /// What the check decided.
 enum Outcome {
     /// Call the inner service, adding these quota headers (none on fail-open).
@@ -395,18 +440,12 @@ pub struct RateLimitLayer {
 impl RateLimitLayer {
     /// Limits every request with `limiter`, keyed by `key`.
     pub fn new(limiter: Limiter, key: impl KeyExtractor) -> Self {
-        let policy = response::policy_item(limiter.name(), limiter.algorithm());
-        let policy_header = response::policy_header([policy.as_str()]);
         let timeout = limiter.timeout();
+        let limit = Limit::new(limiter, Arc::new(key));
         RateLimitLayer {
             shared: Arc::new(Shared {
-                policy_header,
-                limits: vec![Limit {
-                    quoted: response::sf_string(limiter.name()),
-                    limiter,
-                    key: Arc::new(key),
-                    policy,
-                }],
+                policy_header: response::policy_header([limit.policy.as_str()]),
+                limits: vec![limit],
                 mode: CompositeMode::AllMustPass,
                 timeout,
                 include: Vec::new(),
@@ -553,12 +592,7 @@ impl RateLimitLayerBuilder {
         let limits = self
             .limits
             .into_iter()
-            .map(|(limiter, key)| Limit {
-                policy: response::policy_item(limiter.name(), limiter.algorithm()),
-                quoted: response::sf_string(limiter.name()),
-                limiter,
-                key,
-            })
+            .map(|(limiter, key)| Limit::new(limiter, key))
             .collect::<Vec<Limit>>();
         let policy_header =
             response::policy_header(limits.iter().map(|limit| limit.policy.as_str()));

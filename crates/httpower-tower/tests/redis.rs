@@ -95,6 +95,8 @@ async fn two_instances_on_one_redis_share_one_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_fail_closed_is_503_fail_open_passes_and_health_turns_503() {
+    // The only test of this binary that installs the global recorder.
+    let metrics = httpower::observe::prometheus::install().unwrap();
     let mut server = RedisServer::start();
     let store = store(&server, "outage");
     let login = RateLimitLayer::new(
@@ -147,6 +149,19 @@ async fn redis_killed_fail_closed_is_503_fail_open_passes_and_health_turns_503()
     assert_eq!(health_down.status(), 503);
     let body: serde_json::Value = health_down.json().await.unwrap();
     assert_eq!(body["stores"]["redis"]["reachable"], false, "{body}");
+
+    // Each fallback is counted, by limiter and mode.
+    let exposition = metrics.render();
+    for line in [
+        r#"httpower_store_fallbacks_total{limiter="login",mode="fail_closed"} 1"#,
+        r#"httpower_store_fallbacks_total{limiter="browse",mode="fail_open"} 1"#,
+        r#"httpower_rate_limit_decisions_total{limiter="login",result="allowed"} 1"#,
+    ] {
+        assert!(
+            exposition.contains(line),
+            "{line} missing from\n{exposition}"
+        );
+    }
 
     // Back up: decisions from Redis again (the state did not survive the restart).
     server.restart();

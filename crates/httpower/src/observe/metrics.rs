@@ -1,4 +1,5 @@
-//! The metrics the client records, through the `metrics` facade.
+//! The metrics the client (and the server-side layer of httpower-tower) records,
+//! through the `metrics` facade.
 //!
 //! Nothing is recorded anywhere until the application installs a recorder (for
 //! Prometheus: [`super::prometheus::install`]); without one each call is a no-op.
@@ -216,7 +217,18 @@ pub(crate) fn rate_limit_decision(
         .record(took.as_secs_f64());
 }
 
-pub(crate) fn store_fallback(limiter: &SharedString, store: &SharedString, admitted: bool) {
+/// Counts a decision of an inbound limiter (the server-side layer): `result` is
+/// `allowed` or `denied`. Client-side decisions are counted by the client itself.
+pub fn inbound_decision(limiter: &SharedString, result: &'static str) {
+    metrics::counter!(RATE_LIMIT_DECISIONS,
+        "limiter" => limiter.clone(),
+        "result" => result)
+    .increment(1);
+}
+
+/// Counts a store failure that `limiter`'s fail mode answered: admitted (fail-open) or
+/// denied (fail-closed).
+pub fn store_fallback(limiter: &SharedString, store: &SharedString, admitted: bool) {
     metrics::counter!(STORE_ERRORS, "store" => store.clone()).increment(1);
     metrics::counter!(STORE_FALLBACKS,
         "limiter" => limiter.clone(),
