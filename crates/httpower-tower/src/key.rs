@@ -36,6 +36,7 @@
 //! ```
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -81,13 +82,17 @@ fn normalize_net(net: IpNet) -> IpNet {
 
 /// The key of an address: `ip:<addr>`, or `net6:<network>/<len>` for IPv6 when grouped.
 fn ip_key(ip: IpAddr, ipv6_prefix: Option<u8>) -> String {
-    match (normalize(ip), ipv6_prefix) {
+    // Sized once for the longest form (`net6:` + an IPv6 network), so formatting never
+    // grows the string: this runs for every request.
+    let mut key = String::with_capacity(56);
+    let _ = match (normalize(ip), ipv6_prefix) {
         (IpAddr::V6(v6), Some(len)) => match Ipv6Net::new(v6, len.min(128)) {
-            Ok(net) => format!("net6:{}", net.trunc()),
-            Err(_) => format!("ip:{v6}"),
+            Ok(net) => write!(key, "net6:{}", net.trunc()),
+            Err(_) => write!(key, "ip:{v6}"),
         },
-        (ip, _) => format!("ip:{ip}"),
-    }
+        (ip, _) => write!(key, "ip:{ip}"),
+    };
+    key
 }
 
 /// Keys a request by its connection's peer address — the right choice when clients

@@ -87,7 +87,7 @@ use std::time::Duration;
 use axum::body::{Body, HttpBody};
 use axum::BoxError;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use httpower::observe::metrics as telemetry;
 use httpower_core::clock::Clock;
 use httpower_core::rate::Decision;
@@ -100,7 +100,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::extract::{KeyExtractor, RequestParts};
-use crate::response::{self, Quota};
+use crate::response::{self, Quota, QuotaHeaders};
 
 /// Why a [`RateLimitLayer`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -365,10 +365,10 @@ impl Shared {
         }
     }
 
-    async fn decide(self: Arc<Self>, keys: Vec<String>) -> Outcome {
+    async fn decide(self: Arc<Self>, keys: Keys) -> Outcome {
         match (self.limits.as_slice(), keys.as_slice()) {
             ([limit], [key]) => self.decide_one(limit, key).await,
-            _ => self.decide_composite(&keys).await,
+            _ => self.decide_composite(keys.as_slice()).await,
         }
     }
 
@@ -411,6 +411,21 @@ impl Shared {
     }
 }
 
+/// The keys of one request: one per limiter, without a vector for a single limiter.
+enum Keys {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Keys {
+    fn as_slice(&self) -> &[String] {
+        match self {
+            Keys::One(key) => std::slice::from_ref(key),
+            Keys::Many(keys) => keys,
+        }
+    }
+}
+
 fn result_label(allowed: bool) -> &'static str {
     if allowed {
         "allowed"
@@ -422,7 +437,7 @@ fn result_label(allowed: bool) -> &'static str {
 /// What the check decided.
 enum Outcome {
     /// Call the inner service, adding these quota headers (none on fail-open).
-    Pass(Option<HeaderMap>),
+    Pass(Option<QuotaHeaders>),
     /// Answer without calling it (429, 503).
     Answer(Response<Body>),
 }
@@ -654,38 +669,42 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The service that was polled ready goes with this request; `self` keeps a
-        // fresh clone, to be polled ready before the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if !self.shared.applies_to(request.uri().path()) {
             return ResponseFuture {
                 state: State::Calling {
-                    future: inner.call(request),
+                    future: self.inner.call(request),
                     headers: None,
                 },
             };
         }
-        let keys: Vec<String> = {
+        let keys = {
             let parts = RequestParts::of(&request);
-            self.shared
-                .limits
-                .iter()
-                .map(|limit| limit.key.extract(&parts))
-                .collect()
+            match self.shared.limits.as_slice() {
+                [limit] => Keys::One(limit.key.extract(&parts)),
+                limits => Keys::Many(limits.iter().map(|l| l.key.extract(&parts)).collect()),
+            }
         };
-        let state = match self.shared.decide_now(&keys) {
+        let state = match self.shared.decide_now(keys.as_slice()) {
+            // Decided at once (the memory store): the service polled ready is called
+            // right away, so no clone of it is needed.
             Some(Outcome::Pass(headers)) => State::Calling {
-                future: inner.call(request),
+                future: self.inner.call(request),
                 headers,
             },
             Some(Outcome::Answer(response)) => State::Answered {
                 response: Some(response),
             },
-            None => State::Checking {
-                check: Box::pin(Arc::clone(&self.shared).decide(keys)),
-                pending: Some((inner, request)),
-            },
+            None => {
+                // The call waits for the store: the service that was polled ready goes
+                // with this request, and `self` keeps a fresh clone, to be polled ready
+                // before the next call.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                State::Checking {
+                    check: Box::pin(Arc::clone(&self.shared).decide(keys)),
+                    pending: Some((inner, request)),
+                }
+            }
         };
         ResponseFuture { state }
     }
@@ -712,7 +731,7 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            headers: Option<HeaderMap>,
+            headers: Option<QuotaHeaders>,
         },
         Answered {
             response: Option<Response<Body>>,
@@ -760,12 +779,7 @@ where
                     let response = ready!(future.poll(cx))?;
                     let mut response = response.map(Body::new);
                     if let Some(extra) = headers.take() {
-                        let target = response.headers_mut();
-                        for (name, value) in extra {
-                            if let Some(name) = name {
-                                target.append(name, value);
-                            }
-                        }
+                        extra.apply(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -54,6 +54,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 use httpower_core::rate::{Algorithm, AnyAlgorithm, Decision};
@@ -157,6 +158,35 @@ fn header_value(text: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(text).ok()
 }
 
+/// The quota headers of one decision, ready to go into a response.
+///
+/// Kept as values rather than a [`HeaderMap`] of their own: an admitted request is the
+/// hot path, and inserting two values straight into the response's map saves building
+/// and draining a second map per request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QuotaHeaders {
+    policy: Option<HeaderValue>,
+    state: Option<HeaderValue>,
+    legacy: Option<[HeaderValue; 3]>,
+}
+
+impl QuotaHeaders {
+    /// Appends the headers to `target`.
+    pub(crate) fn apply(self, target: &mut HeaderMap) {
+        if let Some(value) = self.policy {
+            target.append(RATELIMIT_POLICY, value);
+        }
+        if let Some(value) = self.state {
+            target.append(RATELIMIT, value);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            target.append(X_RATELIMIT_LIMIT, limit);
+            target.append(X_RATELIMIT_REMAINING, remaining);
+            target.append(X_RATELIMIT_RESET, reset);
+        }
+    }
+}
+
 /// The quota headers for `quotas` under `policy`; legacy headers from
 /// `quotas[deciding]` when `legacy`.
 pub(crate) fn quota_headers(
@@ -164,12 +194,12 @@ pub(crate) fn quota_headers(
     quotas: &[Quota<'_>],
     deciding: usize,
     legacy: bool,
-) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(if legacy { 5 } else { 2 });
-    let mut state = String::with_capacity(quotas.len() * 32);
+) -> QuotaHeaders {
+    // Written straight into the buffer the header value will own: one allocation.
+    let mut state = BytesMut::with_capacity(quotas.len() * 32);
     for (i, quota) in quotas.iter().enumerate() {
         if i > 0 {
-            state.push_str(", ");
+            state.extend_from_slice(b", ");
         }
         let _ = write!(
             state,
@@ -179,36 +209,35 @@ pub(crate) fn quota_headers(
             reset_secs(&quota.decision)
         );
     }
-    if let Some(value) = policy {
-        headers.insert(RATELIMIT_POLICY, value.clone());
-    }
-    if let Some(value) = header_value(&state) {
-        headers.insert(RATELIMIT, value);
-    }
-    if legacy {
-        if let Some(quota) = quotas.get(deciding) {
+    let legacy = if legacy {
+        quotas.get(deciding).map(|quota| {
             let decision = &quota.decision;
-            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
-            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
-            headers.insert(
-                X_RATELIMIT_RESET,
+            [
+                HeaderValue::from(decision.limit),
+                HeaderValue::from(decision.remaining),
                 HeaderValue::from(ceil_secs(decision.reset_after)),
-            );
-        }
+            ]
+        })
+    } else {
+        None
+    };
+    QuotaHeaders {
+        policy: policy.cloned(),
+        state: HeaderValue::from_maybe_shared(state.freeze()).ok(),
+        legacy,
     }
-    headers
 }
 
 fn json_response(
     status: StatusCode,
     retry_after: u64,
     body: &serde_json::Value,
-    extra: HeaderMap,
+    extra: QuotaHeaders,
 ) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.extend(extra);
+    extra.apply(headers);
     headers.insert(RETRY_AFTER, HeaderValue::from(retry_after));
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
@@ -219,7 +248,7 @@ fn json_response(
 pub(crate) fn too_many_requests(
     limiter: &str,
     retry_after: Duration,
-    headers: HeaderMap,
+    headers: QuotaHeaders,
 ) -> Response<Body> {
     let secs = retry_after_secs(retry_after);
     let body = serde_json::json!({
@@ -246,7 +275,7 @@ pub(crate) fn unavailable(limiter: &str, retry_after: Duration) -> Response<Body
         StatusCode::SERVICE_UNAVAILABLE,
         secs,
         &body,
-        HeaderMap::new(),
+        QuotaHeaders::default(),
     )
 }
 
