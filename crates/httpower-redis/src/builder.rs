@@ -73,6 +73,18 @@ pub(crate) struct Settings {
     pub(crate) retry_on_timeout: bool,
     pub(crate) health_check_interval: Duration,
     pub(crate) deny_cache_capacity: usize,
+    /// A CA (PEM) trusted for `rediss://` instead of the bundled web roots.
+    pub(crate) tls_ca: Option<Vec<u8>>,
+}
+
+impl Settings {
+    /// The certificates for a TLS connection, when a CA of its own is configured.
+    pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        self.tls_ca.as_ref().map(|pem| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +112,7 @@ pub struct RedisStoreBuilder {
     retry_on_timeout: bool,
     health_check_interval: Duration,
     deny_cache_capacity: usize,
+    tls_ca: Option<Vec<u8>>,
     #[cfg(feature = "conformance")]
     manual_time: Option<crate::store::ManualServerTime>,
 }
@@ -143,6 +156,7 @@ impl RedisStoreBuilder {
             retry_on_timeout: false,
             health_check_interval: Duration::ZERO,
             deny_cache_capacity: 10_000,
+            tls_ca: None,
             #[cfg(feature = "conformance")]
             manual_time: None,
         }
@@ -235,6 +249,14 @@ impl RedisStoreBuilder {
     /// without a round trip.
     pub fn deny_cache_capacity(mut self, capacity: usize) -> Self {
         self.deny_cache_capacity = capacity;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in `pem` for `rediss://` connections instead of the
+    /// bundled web roots (a private CA, as most Redis deployments use). Single server and
+    /// Cluster; a Sentinel deployment with a private CA is refused at build time.
+    pub fn tls_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(pem.into());
         self
     }
 
@@ -332,6 +354,14 @@ impl RedisStoreBuilder {
                 )
             }
         };
+        if self.tls_ca.is_some() && matches!(self.mode, Mode::Sentinel { .. }) {
+            return Err(RedisConfigError::Invalid {
+                setting: "ssl_ca_certs",
+                reason: "a private CA is supported for single-server and Cluster stores, \
+                         not (yet) behind Sentinel"
+                    .into(),
+            });
+        }
         let settings = Settings {
             name: self.name,
             topology,
@@ -342,6 +372,7 @@ impl RedisStoreBuilder {
             retry_on_timeout: self.retry_on_timeout,
             health_check_interval: self.health_check_interval,
             deny_cache_capacity: self.deny_cache_capacity,
+            tls_ca: self.tls_ca,
         };
         #[cfg(feature = "conformance")]
         let manual = self.manual_time.map(|m| m.0);

@@ -49,11 +49,14 @@ fn manager_config(settings: &Settings) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(Some(settings.command_timeout))
-        // Reconnect quickly after an outage: 50 ms, doubling, at most 1 s apart.
+        // Reconnect quickly after an outage: 50 ms, doubling, at most 1 s apart. After
+        // three failed attempts the error reaches the waiting calls (a TLS or
+        // authentication failure should be seen, not retried forever), and the next
+        // call starts a new round.
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_secs(1))
         .set_exponent_base(2.0)
-        .set_number_of_retries(usize::MAX)
+        .set_number_of_retries(2)
 }
 
 impl Connection {
@@ -95,8 +98,17 @@ impl Connection {
     }
 
     async fn query_once(&self, cmd: &Cmd) -> RedisResult<Value> {
-        // Error replies arrive as values; turn them into errors so callers see one kind.
-        self.send(cmd).await.and_then(Value::extract_error)
+        // A command waits for a (re)connection first; neither may take forever, even
+        // when no limiter timeout is around it (`state`, `reset`, health probes).
+        let bound = self.settings.connect_timeout + self.settings.command_timeout;
+        match tokio::time::timeout(bound, self.send(cmd)).await {
+            // Error replies arrive as values; turn them into errors so callers see one kind.
+            Ok(result) => result.and_then(Value::extract_error),
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection and answer within {bound:?}"),
+            ))),
+        }
     }
 
     async fn send(&self, cmd: &Cmd) -> RedisResult<Value> {
@@ -105,7 +117,10 @@ impl Connection {
                 let mut conn = self
                     .single
                     .get_or_try_init(|| async {
-                        let client = Client::open(url.clone())?;
+                        let client = match self.settings.tls_certificates() {
+                            Some(certs) => Client::build_with_tls(url.clone(), certs)?,
+                            None => Client::open(url.clone())?,
+                        };
                         ConnectionManager::new_lazy_with_config(
                             client,
                             manager_config(&self.settings),
@@ -144,6 +159,9 @@ impl Connection {
                 }
                 if let Some(password) = &self.settings.redis_info.password() {
                     builder = builder.password(password);
+                }
+                if let Some(certs) = self.settings.tls_certificates() {
+                    builder = builder.certs(certs);
                 }
                 let client = builder.build()?;
                 let config = ClusterConfig::new()
