@@ -4,6 +4,8 @@
 //! httpower demo                      # a flaky local upstream, clients from examples/httpower.toml
 //! httpower request GET https://api.example.com/users/1 -H 'accept: application/json'
 //! httpower check --config httpower.toml
+//! httpower state --config httpower.toml --limiter login_ip --key 203.0.113.7
+//! httpower reset --config httpower.toml --limiter login_ip --key 203.0.113.7
 //! ```
 
 mod check;
@@ -11,6 +13,7 @@ mod demo;
 mod logging;
 mod output;
 mod request;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +43,11 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Shows the limiter state a configuration's stores hold: store health, and per
+    /// named limiter the identifiers it tracks (Redis) or one --key's remaining quota.
+    State(state::StateArgs),
+    /// Drops a limiter's state in its store: one --key, or every key of the limiter.
+    Reset(state::ResetArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +59,12 @@ fn main() -> ExitCode {
         }
         Command::Request(args) => {
             runtime().map_or_else(|code| code, |rt| rt.block_on(request::run(args)))
+        }
+        Command::State(args) => {
+            runtime().map_or_else(|code| code, |rt| rt.block_on(state::run_state(args)))
+        }
+        Command::Reset(args) => {
+            runtime().map_or_else(|code| code, |rt| rt.block_on(state::run_reset(args)))
         }
     }
 }

@@ -76,6 +76,7 @@ mod request;
 mod response;
 pub mod sanitize;
 pub mod security;
+pub mod stores;
 pub mod testing;
 mod transport;
 
@@ -86,3 +87,6 @@ pub use request::RequestBuilder;
 pub use response::Response;
 
 pub use httpower_core as core;
+/// The Redis store crate, for the types [`stores::Stores::redis`] hands out.
+#[cfg(feature = "redis")]
+pub use httpower_redis as redis;

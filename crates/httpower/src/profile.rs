@@ -7,10 +7,11 @@ use httpower_core::clock::{Clock, MonotonicClock};
 use httpower_core::store::{Limiter, MemoryStore, Store};
 
 use crate::client::{Client, ClientBuilder};
-use crate::config::{ClientSettings, Config, ConfigError, LogLevel, StoreSettings};
+use crate::config::{ClientSettings, Config, ConfigError, LogLevel};
 use crate::error::{Error, Reason};
 use crate::observe::LogOptions;
 use crate::sanitize::Sanitizer;
+use crate::stores::Stores;
 
 impl From<ConfigError> for Error {
     fn from(err: ConfigError) -> Self {
@@ -21,14 +22,6 @@ impl From<ConfigError> for Error {
         };
         Error::with_source(reason, err)
     }
-}
-
-fn unsupported_store(path: String, strategy: &str) -> Error {
-    Error::new(Reason::Config {
-        path,
-        expected: "a store this build supports (memory)".to_owned(),
-        found: format!("strategy = \"{strategy}\" (the Redis store is a separate crate)"),
-    })
 }
 
 impl ClientBuilder {
@@ -44,24 +37,25 @@ impl ClientBuilder {
         name: &str,
         clock: impl Clock + Clone,
     ) -> Result<Self, Error> {
+        let stores = Stores::with_clock(config, clock.clone());
+        Self::from_config_with_stores(config, name, &stores, clock)
+    }
+
+    /// [`from_config_with_clock`](Self::from_config_with_clock) with the limiter's
+    /// store taken from `stores`: clients built from the same registry share one store
+    /// (and one Redis connection) per `store_id`.
+    pub fn from_config_with_stores(
+        config: &Config,
+        name: &str,
+        stores: &Stores,
+        clock: impl Clock + Clone,
+    ) -> Result<Self, Error> {
         let settings = config.client(name)?;
         let store = match &settings.rate_limit {
-            Some(rate_limit) => {
-                let store_id = &rate_limit.limiter.store_id;
-                match config.store(store_id)? {
-                    StoreSettings::Memory(memory) => Some(Arc::new(MemoryStore::with_config(
-                        memory.to_keyed_config(),
-                        clock.clone(),
-                    )) as Arc<dyn Store>),
-                    StoreSettings::Redis(_) => {
-                        return Err(unsupported_store(
-                            format!("stores.{store_id}.strategy"),
-                            "redis",
-                        ))
-                    }
-                }
+            Some(rate_limit) if rate_limit.limiter.enabled => {
+                Some(stores.get(&rate_limit.limiter.store_id)?)
             }
-            None => None,
+            _ => None,
         };
         Self::from_settings_with_store(&settings, clock, store)
     }

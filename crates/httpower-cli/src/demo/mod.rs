@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use httpower::config::Config;
+use httpower::core::clock::MonotonicClock;
+use httpower::core::store::Store;
+use httpower::redis::RedisStore;
+use httpower::stores::Stores;
 use httpower::{ClientBuilder, ClientEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use parking_lot::Mutex;
@@ -46,7 +50,8 @@ pub(crate) struct DemoArgs {
     /// Requests in flight at once, per client.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     concurrency: u32,
-    /// Keep limiter state in Redis at this URL instead of in memory.
+    /// Keep the clients' limiter state in Redis at this URL instead of in memory
+    /// (keys under `httpower-demo:<pid>`, so runs never share state).
     #[arg(long)]
     redis: Option<String>,
     /// No progress bar.
@@ -80,12 +85,13 @@ fn load_config(args: &DemoArgs, upstream: &str) -> Result<Config, String> {
 
 /// Runs the demo.
 pub(crate) async fn run(args: DemoArgs) -> ExitCode {
-    if args.redis.is_some() {
-        return output::fail(
-            "--redis needs the Redis store, which this build does not include yet; \
-             run `httpower demo` without it to use the in-memory store",
-        );
-    }
+    let redis = match &args.redis {
+        Some(url) => match redis_store(url).await {
+            Ok(store) => Some(store),
+            Err(message) => return output::fail(&message),
+        },
+        None => None,
+    };
     let upstream = match Upstream::start(UpstreamConfig::default()).await {
         Ok(upstream) => upstream,
         Err(err) => return output::fail(&format!("cannot start the demo upstream: {err}")),
@@ -94,8 +100,12 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         Ok(config) => config,
         Err(message) => return output::fail(&message),
     };
+    let store_line = match (&redis, &args.redis) {
+        (Some(_), Some(url)) => format!("redis store at {}", redact_url(url)),
+        _ => "memory store".to_owned(),
+    };
     output::note(&format!(
-        "httpower demo: upstream on {}, {} clients x {} requests ({} in flight each), memory store",
+        "httpower demo: upstream on {}, {} clients x {} requests ({} in flight each), {store_line}",
         upstream.base_url(),
         DEMO_CLIENTS.len(),
         args.requests,
@@ -132,9 +142,26 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     let started = Instant::now();
     let mut reports = Vec::new();
     let mut tasks = JoinSet::new();
+    let stores = Stores::new(&config);
     for name in DEMO_CLIENTS {
         let report = Arc::new(Mutex::new(ClientReport::new(name)));
-        let builder = match ClientBuilder::from_config(&config, name) {
+        let builder = match &redis {
+            // Every client's limiter on the one Redis store, whatever its store_id.
+            Some(store) => {
+                config
+                    .client(name)
+                    .map_err(httpower::Error::from)
+                    .and_then(|settings| {
+                        ClientBuilder::from_settings_with_store(
+                            &settings,
+                            MonotonicClock,
+                            Some(Arc::clone(store) as Arc<dyn Store>),
+                        )
+                    })
+            }
+            None => ClientBuilder::from_config_with_stores(&config, name, &stores, MonotonicClock),
+        };
+        let builder = match builder {
             Ok(builder) => builder,
             Err(err) => return output::fail(&err.to_string()),
         };
@@ -178,6 +205,15 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     upstream.shutdown().await;
     let reports: Vec<ClientReport> = reports.iter().map(|report| report.lock().clone()).collect();
     output::out(&render_summary(&reports, Some(&hits), elapsed));
+    if let Some(store) = &redis {
+        let stats = store.stats();
+        output::out(&format!(
+            "redis store: {} round trips, {} answered by the local deny cache, keys under \"{}:\"",
+            stats.round_trips,
+            stats.deny_cache_hits,
+            store.key_prefix()
+        ));
+    }
     if let Some(metrics) = metrics {
         output::out("");
         output::out(&metrics.render());
@@ -188,6 +224,53 @@ pub(crate) async fn run(args: DemoArgs) -> ExitCode {
         ));
     }
     ExitCode::SUCCESS
+}
+
+/// The Redis store of `--redis URL`, with the run's own key prefix. An unreachable
+/// Redis is reported but does not stop the demo: the limiters fail open.
+async fn redis_store(url: &str) -> Result<Arc<RedisStore>, String> {
+    let store = RedisStore::builder(url)
+        .name("redis")
+        .key_prefix(format!("httpower-demo:{}", std::process::id()))
+        .connect_timeout(Duration::from_secs(1))
+        .command_timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|err| format!("--redis: {err}"))?;
+    match store.health().await {
+        Ok(health) if health.reachable => {}
+        Ok(health) => output::note(&format!(
+            "warning: redis store at {} is unreachable ({}); the limiters fail open, so the \
+             demo runs without its rate limits",
+            redact_url(url),
+            health.detail.as_deref().unwrap_or("no answer")
+        )),
+        Err(err) => output::note(&format!(
+            "warning: redis store at {} is unreachable ({err}); the limiters fail open, so \
+             the demo runs without its rate limits",
+            redact_url(url)
+        )),
+    }
+    Ok(Arc::new(store))
+}
+
+/// `url` without its password (`redis://user:[redacted]@host`).
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let user = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:[redacted]"),
+        None => userinfo.to_owned(),
+    };
+    format!("{}{user}{}", &url[..scheme_end], &url[scheme_end + at..])
 }
 
 /// Sends `requests` GETs to `path`, `concurrency` at a time.
@@ -243,6 +326,30 @@ fn record_event(report: &Mutex<ClientReport>, event: &ClientEvent) {
         ClientEvent::Retry { reason, .. } => report.record_retry(reason.as_ref()),
         ClientEvent::RateLimitWait { waited, .. } => report.record_limiter_wait(*waited),
         ClientEvent::RateLimited { .. } => report.record_limiter_denial(),
+        ClientEvent::StoreFallback { admitted, .. } => report.record_store_fallback(*admitted),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("redis://:hunter2@127.0.0.1:6379/0"),
+            "redis://:[redacted]@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://app:hunter2@cache:6380"),
+            "rediss://app:[redacted]@cache:6380"
+        );
+        assert_eq!(redact_url("redis://app@cache"), "redis://app@cache");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -39,6 +39,12 @@ pub(crate) struct ClientReport {
     pub(crate) limiter_wait_total: Duration,
     /// Times the client limiter refused a request outright.
     pub(crate) limiter_denials: u64,
+    /// Decisions the limiter's store could not make, admitted by the fail mode (fail
+    /// open).
+    pub(crate) store_fallbacks_open: u64,
+    /// Decisions the limiter's store could not make, refused by the fail mode (fail
+    /// closed).
+    pub(crate) store_fallbacks_closed: u64,
     /// End-to-end latency of every request (retries and waits included).
     pub(crate) latencies: Vec<Duration>,
 }
@@ -85,6 +91,16 @@ impl ClientReport {
     pub(crate) fn record_limiter_wait(&mut self, wait: Duration) {
         self.limiter_waits += 1;
         self.limiter_wait_total += wait;
+    }
+
+    /// Records one decision the store could not make; `admitted` when the fail mode let
+    /// the request through.
+    pub(crate) fn record_store_fallback(&mut self, admitted: bool) {
+        if admitted {
+            self.store_fallbacks_open += 1;
+        } else {
+            self.store_fallbacks_closed += 1;
+        }
     }
 
     /// Records one request the client limiter refused.
@@ -344,6 +360,18 @@ pub(crate) fn render_summary(
             notes.push(format!(
                 "limiter waited {} in total",
                 format_duration(report.limiter_wait_total)
+            ));
+        }
+        if report.store_fallbacks_open > 0 {
+            notes.push(format!(
+                "limiter store unreachable: {} decisions failed open",
+                report.store_fallbacks_open
+            ));
+        }
+        if report.store_fallbacks_closed > 0 {
+            notes.push(format!(
+                "limiter store unreachable: {} decisions failed closed",
+                report.store_fallbacks_closed
             ));
         }
         // Cells shortened to fit the table are spelled out here.

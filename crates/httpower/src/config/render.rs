@@ -400,7 +400,14 @@ fn render_store(out: &mut String, name: &str, store: &StoreSettings) {
                 s.kv("password", q(REDACTED));
             }
             s.kv("key_prefix", q(&r.key_prefix))
-                .kv("max_connections", r.max_connections)
+                .kv(
+                    "max_connections",
+                    format_args!(
+                        "{}  # {}",
+                        r.max_connections,
+                        crate::stores::MAX_CONNECTIONS_UNUSED
+                    ),
+                )
                 .kv("socket_timeout", dur(r.socket_timeout))
                 .kv("socket_connect_timeout", dur(r.socket_connect_timeout))
                 .kv("retry_on_timeout", r.retry_on_timeout)

@@ -681,7 +681,8 @@ pub struct RedisStoreSettings {
     pub password: Option<String>,
     /// Prefix of every key (default `httpower`).
     pub key_prefix: String,
-    /// Connection pool size (default 10).
+    /// Accepted for compatibility with rate-sync files (default 10) and unused: the
+    /// Redis store multiplexes one connection per node, so there is no pool to size.
     pub max_connections: u32,
     /// Per-command socket timeout (default 5 s).
     pub socket_timeout: Duration,
