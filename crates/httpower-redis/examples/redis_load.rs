@@ -16,6 +16,8 @@
 //!   checks are admitted). `--keys hot`: every check hits one identifier whose quota is
 //!   1 per second with a burst of 1, so nearly every check is denied.
 //! * `--deny-cache on|off`: the store's local deny cache (capacity 10,000) or none.
+//! * `--threads N`: tokio worker threads (default: one per core). On a small machine
+//!   shared with the Redis server, fewer workers leave the server its core.
 //!
 //! `scripts/bench-redis` runs it; see docs/BENCHMARKS.md, "Redis store".
 
@@ -47,6 +49,7 @@ struct Args {
     deny_cache: bool,
     json: bool,
     prefix: String,
+    threads: usize,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +62,7 @@ fn parse_args() -> Args {
         deny_cache: true,
         json: false,
         prefix: "bench".into(),
+        threads: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +81,7 @@ fn parse_args() -> Args {
                 }
             }
             "--prefix" => args.prefix = value(),
+            "--threads" => args.threads = value().parse().expect("--threads N"),
             "--json" => args.json = true,
             other => panic!("unknown argument {other}"),
         }
@@ -112,10 +117,11 @@ fn next_random(state: &mut u64) -> u64 {
 
 fn main() {
     let args = parse_args();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.threads > 0 {
+        builder.worker_threads(args.threads);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     runtime.block_on(run(args));
 }
 
@@ -227,7 +233,7 @@ async fn run(args: Args) {
 
     if args.json {
         println!(
-            "{{\"algorithm\":\"{}\",\"keys\":\"{}\",\"deny_cache\":{},\"concurrency\":{},\
+            "{{\"algorithm\":\"{}\",\"keys\":\"{}\",\"deny_cache\":{},\"concurrency\":{},\"threads\":{},\
              \"seconds\":{:.3},\"decisions\":{},\"allowed\":{},\"denied\":{},\"fail_open\":{},\
              \"decisions_per_sec\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1},\
              \"round_trips\":{},\"deny_cache_hits\":{}}}",
@@ -235,6 +241,7 @@ async fn run(args: Args) {
             args.keys,
             args.deny_cache,
             args.concurrency,
+            args.threads,
             elapsed,
             decisions,
             allowed,
