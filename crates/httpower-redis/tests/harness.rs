@@ -95,9 +95,20 @@ fn cluster_covers_all_slots_and_fails_over() {
         assert_eq!(key_slot(key), slot, "slot of {key:?}");
         // The owning master accepts the key without a redirect.
         let owner = cluster.master_for_slot(slot);
-        let () =
-            query(owner, redis::cmd("SET").arg(key).arg("1")).expect("SET on the owning master");
-        let acked: i64 = query(owner, redis::cmd("WAIT").arg(1).arg(1000)).expect("WAIT");
+        // WAIT counts the replicas that have this connection's writes, so the SET and
+        // the WAIT go over one connection.
+        let mut conn = redis::Client::open(support::url_for(owner))
+            .and_then(|c| c.get_connection())
+            .expect("connection to the owning master");
+        let ((), acked): ((), i64) = redis::pipe()
+            .cmd("SET")
+            .arg(key)
+            .arg("1")
+            .cmd("WAIT")
+            .arg(1)
+            .arg(1000)
+            .query(&mut conn)
+            .expect("SET and WAIT on the owning master");
         assert_eq!(acked, 1, "the replica acknowledged the write");
     }
 

@@ -54,6 +54,7 @@
 //! and [`layer`] for path patterns, composite modes and store failures.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod config;
 pub mod correlation;
 pub mod extract;
 pub mod health;

@@ -207,7 +207,7 @@ mod redis {
     /// Builds the Redis store `name` from its settings. No connection is opened.
     pub(super) fn build(name: &str, s: &RedisStoreSettings) -> Result<RedisStore, ConfigError> {
         let path = |key: &str| format!("stores.{name}.{key}");
-        check_tls(name, s)?;
+        let tls_ca = check_tls(name, s)?;
         let urls: Vec<String> = match s.mode {
             RedisMode::Single => s.url.iter().cloned().collect(),
             RedisMode::Cluster | RedisMode::Sentinel if s.nodes.is_empty() => {
@@ -251,6 +251,9 @@ mod redis {
         }
         if let Some(db) = s.db {
             builder = builder.db(i64::from(db));
+        }
+        if let Some(pem) = tls_ca {
+            builder = builder.tls_ca_certificate(pem);
         }
         builder.build().map_err(|err| {
             let secrets = secrets(s, &urls);
@@ -316,26 +319,36 @@ mod redis {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// `ssl_cert_reqs` and `ssl_ca_certs`: the store verifies `rediss://` servers
-    /// against the webpki roots, always.
-    fn check_tls(name: &str, s: &RedisStoreSettings) -> Result<(), ConfigError> {
+    /// `ssl_cert_reqs` and `ssl_ca_certs`: the store always verifies `rediss://`
+    /// servers, against the CA bundle in `ssl_ca_certs` when given (read here, so a
+    /// missing file is a configuration error), otherwise the built-in webpki roots.
+    fn check_tls(name: &str, s: &RedisStoreSettings) -> Result<Option<Vec<u8>>, ConfigError> {
         let tls = s
             .url
             .iter()
             .chain(s.nodes.iter())
             .any(|u| u.starts_with("rediss://"));
-        if let Some(ca) = &s.ssl_ca_certs {
-            return Err(ConfigError::invalid(
-                format!("stores.{name}.ssl_ca_certs"),
-                "no CA bundle (the Redis store verifies rediss:// servers against the \
-                 built-in webpki roots and cannot load a custom bundle)",
-                format!("\"{ca}\""),
-            ));
-        }
+        let ca = match &s.ssl_ca_certs {
+            None => None,
+            Some(path) if !tls => {
+                return Err(ConfigError::invalid(
+                    format!("stores.{name}.ssl_ca_certs"),
+                    "no CA bundle for redis:// URLs (TLS is off); use a rediss:// URL",
+                    format!("\"{path}\""),
+                ))
+            }
+            Some(path) => Some(std::fs::read(path).map_err(|err| {
+                ConfigError::invalid(
+                    format!("stores.{name}.ssl_ca_certs"),
+                    "a readable PEM file of CA certificates",
+                    format!("\"{path}\" ({err})"),
+                )
+            })?),
+        };
         match s.ssl_cert_reqs.as_deref() {
-            None => Ok(()),
-            Some("required") if tls => Ok(()),
-            Some("none" | "optional") if !tls => Ok(()),
+            None => Ok(ca),
+            Some("required") if tls => Ok(ca),
+            Some("none" | "optional") if !tls => Ok(ca),
             Some(value @ ("none" | "optional")) => Err(ConfigError::invalid(
                 format!("stores.{name}.ssl_cert_reqs"),
                 "\"required\" (the Redis store always verifies rediss:// certificates)",
