@@ -199,11 +199,41 @@ impl RedisStore {
     }
 }
 
+/// One call of the limiter script, before encoding.
+enum Call<'a> {
+    /// Rate checks under an operation (`all`, `any`, `dry`, `refund`).
+    Checks {
+        op: Op,
+        checks: &'a [(&'a AnyAlgorithm, u32)],
+    },
+    /// Take a concurrency lease.
+    Acquire { max: u32, lease_us: u64, id: u64 },
+    /// Give a lease back.
+    Release { id: u64 },
+}
+
 impl Inner {
-    fn now_arg(&self) -> String {
+    /// Writes the script's arguments into `cmd`: integers go in as they are (no
+    /// intermediate strings), since this runs for every decision.
+    fn write_args(&self, cmd: &mut Cmd, call: &Call<'_>) {
         match &self.manual_time {
-            Some(t) => t.load(Ordering::Relaxed).to_string(),
-            None => String::new(),
+            Some(t) => cmd.arg(t.load(Ordering::Relaxed)),
+            None => cmd.arg(""),
+        };
+        match call {
+            Call::Checks { op, checks } => {
+                cmd.arg(op.name());
+                for (algorithm, cost) in *checks {
+                    let (code, a, b, cost) = script::check_fields(algorithm, *cost);
+                    cmd.arg(code).arg(a).arg(b).arg(cost);
+                }
+            }
+            Call::Acquire { max, lease_us, id } => {
+                cmd.arg("acquire").arg(*max).arg(*lease_us).arg(*id);
+            }
+            Call::Release { id } => {
+                cmd.arg("release").arg(*id);
+            }
         }
     }
 
@@ -259,14 +289,11 @@ impl Inner {
 
     /// One script call: `EVALSHA`, or `EVAL` when the server does not know the script
     /// yet (first call, restart, failover to a node that never saw it).
-    async fn eval(&self, keys: &[String], args: &[String]) -> Result<Value, StoreError> {
+    async fn eval(&self, keys: &[String], call: Call<'_>) -> Result<Value, StoreError> {
         let build = |verb: &str, script: &str| {
             let mut cmd = Cmd::new();
-            cmd.arg(verb)
-                .arg(script)
-                .arg(keys.len())
-                .arg(keys)
-                .arg(args);
+            cmd.arg(verb).arg(script).arg(keys.len()).arg(keys);
+            self.write_args(&mut cmd, &call);
             cmd
         };
         self.round_trips.fetch_add(1, Ordering::Relaxed);
@@ -282,20 +309,6 @@ impl Inner {
         }
     }
 
-    fn check_args(&self, op: Op, checks: &[(&AnyAlgorithm, u32)]) -> Vec<String> {
-        let mut args = Vec::with_capacity(2 + 4 * checks.len());
-        args.push(self.now_arg());
-        args.push(op.name().to_owned());
-        for (algorithm, cost) in checks {
-            let (code, a, b, cost) = script::check_fields(algorithm, *cost);
-            args.push(code.to_owned());
-            args.push(a.to_string());
-            args.push(b.to_string());
-            args.push(cost.to_string());
-        }
-        args
-    }
-
     /// Runs `op` over checks that share one slot.
     async fn run(
         &self,
@@ -303,8 +316,7 @@ impl Inner {
         keys: &[String],
         checks: &[(&AnyAlgorithm, u32)],
     ) -> Result<(bool, Vec<Decision>), StoreError> {
-        let args = self.check_args(op, checks);
-        let reply = self.eval(keys, &args).await?;
+        let reply = self.eval(keys, Call::Checks { op, checks }).await?;
         let limits: Vec<u32> = checks.iter().map(|(a, _)| a.limit()).collect();
         script::decisions(&reply, &limits).map_err(|e| self.bad_reply(e))
     }
@@ -435,8 +447,11 @@ impl Inner {
         }
         if op == Op::All && !admitted {
             for &i in &charged {
-                let args = self.check_args(Op::Refund, &pairs[i..=i]);
-                self.eval(std::slice::from_ref(&keys[i]), &args).await?;
+                let refund = Call::Checks {
+                    op: Op::Refund,
+                    checks: &pairs[i..=i],
+                };
+                self.eval(std::slice::from_ref(&keys[i]), refund).await?;
                 decisions[i] = None;
             }
         }
@@ -630,14 +645,12 @@ impl Store for RedisStore {
         let inner = &*self.inner;
         StoreFuture::pending(async move {
             let id = rand::random::<u64>();
-            let args = [
-                inner.now_arg(),
-                "acquire".to_owned(),
-                max.to_string(),
-                script::micros(lease).max(1).to_string(),
-                id.to_string(),
-            ];
-            let reply = inner.eval(&[inner.keys.key(limiter, key)], &args).await?;
+            let call = Call::Acquire {
+                max,
+                lease_us: script::micros(lease).max(1),
+                id,
+            };
+            let reply = inner.eval(&[inner.keys.key(limiter, key)], call).await?;
             let (admitted, remaining) =
                 script::slot(&reply, max).map_err(|e| inner.bad_reply(e))?;
             Ok(if admitted {
@@ -662,8 +675,8 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, ()> {
         let inner = &*self.inner;
         StoreFuture::pending(async move {
-            let args = [inner.now_arg(), "release".to_owned(), lease.0.to_string()];
-            inner.eval(&[inner.keys.key(limiter, key)], &args).await?;
+            let call = Call::Release { id: lease.0 };
+            inner.eval(&[inner.keys.key(limiter, key)], call).await?;
             Ok(())
         })
     }
