@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use httpower_core::rate::{Gcra, Quota};
-use httpower_core::store::{DecisionSource, FailMode, Limiter, Store};
+use httpower_core::rate::{AnyAlgorithm, Gcra, Quota};
+use httpower_core::store::{Check, CompositeMode, DecisionSource, FailMode, Limiter, Store};
 use httpower_redis::RedisStore;
 
 fn limiters(store: &Arc<dyn Store>) -> (Limiter, Limiter) {
@@ -99,6 +99,56 @@ async fn redis_cluster_failover() {
     };
     let masters: BTreeSet<u16> = ids.iter().map(|id| master_of(id)).collect();
     assert_eq!(masters.len(), 3, "keys on {masters:?}");
+
+    // A composite check whose keys live on different slots (no single script can see
+    // both): a denial by the second limiter leaves the first unconsumed.
+    let by_ip: AnyAlgorithm =
+        Gcra::new(Quota::new(10, Duration::from_secs(600), 10).unwrap()).into();
+    let by_user: AnyAlgorithm =
+        Gcra::new(Quota::new(1, Duration::from_secs(600), 1).unwrap()).into();
+    let (ip, user) = ("198.51.100.9", "mallory");
+    let slot_of =
+        |limiter: &str, id: &str| support::key_slot(&format!("httpower:{{{limiter}:{id}}}"));
+    assert_ne!(
+        slot_of("cs_ip", ip),
+        slot_of("cs_user", user),
+        "pick keys on two slots"
+    );
+    let checks = [
+        Check {
+            limiter: "cs_ip",
+            algorithm: &by_ip,
+            key: ip,
+            cost: 1,
+        },
+        Check {
+            limiter: "cs_user",
+            algorithm: &by_user,
+            key: user,
+            cost: 1,
+        },
+    ];
+    let first = store
+        .check_composite(&checks, CompositeMode::AllMustPass)
+        .await
+        .unwrap();
+    assert!(first.allowed);
+    for _ in 0..3 {
+        let denied = store
+            .check_composite(&checks, CompositeMode::AllMustPass)
+            .await
+            .unwrap();
+        assert!(!denied.allowed);
+        assert_eq!(denied.deciding, 1);
+        assert_eq!(
+            denied.decisions[0].remaining, 9,
+            "the refused attempts cost the address"
+        );
+    }
+    assert_eq!(
+        store.inspect("cs_ip", &by_ip, ip).await.unwrap().remaining,
+        9
+    );
 
     let victim = master_of(&ids[0]);
     let affected: Vec<String> = ids

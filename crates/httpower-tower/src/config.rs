@@ -9,7 +9,7 @@
 //! ```
 //! use httpower::config::Config;
 //! use httpower::stores::Stores;
-//! use httpower_tower::config::ServerLimits;
+//! use httpower_tower::config::InboundLimits;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_toml_str(r#"
@@ -25,7 +25,7 @@
 //!     include = ["/login"]
 //!     limiters = ["login_ip"]
 //! "#)?;
-//! let limits = ServerLimits::from_config(&config, &Stores::new(&config))?;
+//! let limits = InboundLimits::from_config(&config, &Stores::new(&config))?;
 //! let app: axum::Router = limits.apply(axum::Router::new());
 //! # let _ = app;
 //! # Ok(())
@@ -71,18 +71,18 @@ pub enum ServerConfigError {
 
 /// The layers of every `[[server.routes]]` rule, in file order. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct ServerLimits {
+pub struct InboundLimits {
     layers: Vec<RateLimitLayer>,
 }
 
-impl ServerLimits {
+impl InboundLimits {
     /// Builds one layer per rule of `config`'s `[server]` section, with limiters on the
     /// stores of `stores` (build `stores` once per process and share it, so every
     /// rule naming a store uses the same connection).
     pub fn from_config(
         config: &Config,
         stores: &Stores,
-    ) -> Result<ServerLimits, ServerConfigError> {
+    ) -> Result<InboundLimits, ServerConfigError> {
         let server: &ServerSettings = config.server();
         let client_ip = ClientIp::new(server.trusted_proxies.iter().copied());
         let mut layers = Vec::with_capacity(server.routes.len());
@@ -119,7 +119,7 @@ impl ServerLimits {
             })?;
             layers.push(layer);
         }
-        Ok(ServerLimits { layers })
+        Ok(InboundLimits { layers })
     }
 
     /// The layers, one per rule, in file order.

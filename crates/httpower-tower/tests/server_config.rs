@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use httpower::config::Config;
 use httpower::stores::Stores;
-use httpower_tower::config::{ServerConfigError, ServerLimits};
+use httpower_tower::config::{InboundLimits, ServerConfigError};
 
 const FILE: &str = r#"
 [stores.shared]
@@ -63,7 +63,7 @@ fn status_of(response: &reqwest::Response) -> u16 {
     response.status().as_u16()
 }
 
-fn app(limits: &ServerLimits) -> Router {
+fn app(limits: &InboundLimits) -> Router {
     limits.apply(
         Router::new()
             .route("/login", post(|| async { "welcome" }))
@@ -80,12 +80,12 @@ async fn server_rules_from_the_file_limit_their_paths_with_their_keys() {
     let config =
         Config::parse_with_vars(FILE, &|name| (name == "REDIS_URL").then(|| url.clone())).unwrap();
     let stores = Stores::new(&config);
-    let limits = ServerLimits::from_config(&config, &stores).unwrap();
+    let limits = InboundLimits::from_config(&config, &stores).unwrap();
     assert_eq!(limits.layers().len(), 2);
     // Two "instances" built from the same file share the Redis-backed budget.
     let (a, b) = (
         serve(app(&limits)).await,
-        serve(app(&ServerLimits::from_config(
+        serve(app(&InboundLimits::from_config(
             &config,
             &Stores::new(&config),
         )
@@ -155,12 +155,12 @@ include = ["/upload"]
 limiters = ["uploads"]
 "#;
     let config = Config::from_toml_str(file).unwrap();
-    let err = ServerLimits::from_config(&config, &Stores::new(&config)).unwrap_err();
+    let err = InboundLimits::from_config(&config, &Stores::new(&config)).unwrap_err();
     assert!(matches!(err, ServerConfigError::Config(_)), "{err}");
     assert!(err.to_string().contains("limiters.uploads"), "{err}");
 
     let empty = Config::from_toml_str("").unwrap();
-    assert!(ServerLimits::from_config(&empty, &Stores::new(&empty))
+    assert!(InboundLimits::from_config(&empty, &Stores::new(&empty))
         .unwrap()
         .is_empty());
 }
