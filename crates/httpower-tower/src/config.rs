@@ -3,7 +3,8 @@
 //! Each `[[server.routes]]` rule becomes one [`RateLimitLayer`]: its limiters (named
 //! `[limiters.X]`, on the stores they name, so two instances reading the same file
 //! share their Redis budgets), its `mode`, its `include` / `exclude` paths and its
-//! `key`. Every rule whose paths match a request applies, in the order of the file;
+//! `key` — or `keys`, one per limiter, for a login limited by address *and* by
+//! credential. Every rule whose paths match a request applies, in the order of the file;
 //! the first denial answers.
 //!
 //! ```
@@ -69,6 +70,29 @@ pub enum ServerConfigError {
     },
 }
 
+/// The key extractor for one limiter of rule `route`.
+fn key_extractor(
+    key: &RouteKey,
+    route: usize,
+    client_ip: &ClientIp,
+) -> Result<Arc<dyn KeyExtractor>, ServerConfigError> {
+    Ok(match key {
+        RouteKey::ClientIp => Arc::new(client_ip.clone()),
+        RouteKey::PeerIp => Arc::new(PeerIp::new()),
+        RouteKey::Global => Arc::new(GlobalKey::default()),
+        RouteKey::Header(name) => {
+            let header =
+                HeaderName::from_str(name).map_err(|_| ServerConfigError::InvalidHeader {
+                    route,
+                    name: name.clone(),
+                })?;
+            // A request without the header is keyed by its address rather than sharing
+            // one anonymous budget.
+            Arc::new(HeaderKey::new(header).or_else(client_ip.clone()))
+        }
+    })
+}
+
 /// The layers of every `[[server.routes]]` rule, in file order. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct InboundLimits {
@@ -87,25 +111,10 @@ impl InboundLimits {
         let client_ip = ClientIp::new(server.trusted_proxies.iter().copied());
         let mut layers = Vec::with_capacity(server.routes.len());
         for (index, route) in server.routes.iter().enumerate() {
-            let key: Arc<dyn KeyExtractor> = match &route.key {
-                RouteKey::ClientIp => Arc::new(client_ip.clone()),
-                RouteKey::PeerIp => Arc::new(PeerIp::new()),
-                RouteKey::Global => Arc::new(GlobalKey::default()),
-                RouteKey::Header(name) => {
-                    let header = HeaderName::from_str(name).map_err(|_| {
-                        ServerConfigError::InvalidHeader {
-                            route: index,
-                            name: name.clone(),
-                        }
-                    })?;
-                    // A request without the header is keyed by its address rather than
-                    // sharing one anonymous budget.
-                    Arc::new(HeaderKey::new(header).or_else(client_ip.clone()))
-                }
-            };
             let mut builder = RateLimitLayer::builder().mode(route.mode);
-            for name in &route.limiters {
-                builder = builder.limit_arc(config.limiter_on(name, stores)?, Arc::clone(&key));
+            for (name, key) in route.limiters.iter().zip(&route.keys) {
+                let key = key_extractor(key, index, &client_ip)?;
+                builder = builder.limit_arc(config.limiter_on(name, stores)?, key);
             }
             for pattern in &route.include {
                 builder = builder.include(pattern.clone());

@@ -21,8 +21,13 @@ key_prefix = "server-config"
 
 [limiters.login_ip]
 algorithm = "sliding_window"
-limit = 2
+limit = 4
 window_seconds = 600
+
+[limiters.login_user]
+algorithm = "sliding_window"
+limit = 2
+window_seconds = 900
 fail_closed = true
 
 [limiters.api]
@@ -36,8 +41,8 @@ trusted_proxies = ["10.0.0.0/8"]
 
 [[server.routes]]
 include = ["/login"]
-limiters = ["login_ip"]
-key = "ip"
+limiters = ["login_ip", "login_user"]
+keys = ["ip", "header:x-login-user"]
 
 [[server.routes]]
 include = ["/api/*"]
@@ -95,17 +100,32 @@ async fn server_rules_from_the_file_limit_their_paths_with_their_keys() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let status = |r: reqwest::Response| r.status().as_u16();
 
-    // /login: 2 per address (memory store: per instance), then 429 from login_ip.
-    let login: Vec<u16> = {
-        let mut out = Vec::new();
-        for _ in 0..3 {
-            out.push(status(
-                http.post(format!("{a}/login")).send().await.unwrap(),
-            ));
-        }
-        out
-    };
-    assert_eq!(login, [200, 200, 429]);
+    // /login: by address (4) and by credential (2), both must pass; a credential's
+    // denials cost the address nothing.
+    let mut login = Vec::new();
+    for user in ["alice", "alice", "alice", "bob", "bob", "carol"] {
+        let response = http
+            .post(format!("{a}/login"))
+            .header("x-login-user", user)
+            .send()
+            .await
+            .unwrap();
+        let status = status_of(&response);
+        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        login.push((user, status, body["limiter"].as_str().map(str::to_owned)));
+    }
+    let denied_by = |limiter: &str| Some(limiter.to_owned());
+    assert_eq!(
+        login,
+        [
+            ("alice", 200, None),
+            ("alice", 200, None),
+            ("alice", 429, denied_by("login_user")),
+            ("bob", 200, None),
+            ("bob", 200, None),
+            ("carol", 429, denied_by("login_ip")),
+        ]
+    );
 
     // /api/*: 3 per API key, shared by both instances through Redis.
     let mut seen = Vec::new();
@@ -158,6 +178,17 @@ limiters = ["uploads"]
     let err = InboundLimits::from_config(&config, &Stores::new(&config)).unwrap_err();
     assert!(matches!(err, ServerConfigError::Config(_)), "{err}");
     assert!(err.to_string().contains("limiters.uploads"), "{err}");
+
+    // `key` and `keys` exclude each other; `keys` needs one key per limiter.
+    let both = "[limiters.a]\nlimit = 1\nwindow_seconds = 1\nalgorithm = \"fixed_window\"\n\
+                [[server.routes]]\ninclude = [\"/x\"]\nlimiters = [\"a\"]\nkey = \"ip\"\nkeys = [\"ip\"]\n";
+    let err = Config::from_toml_str(both).unwrap_err();
+    assert!(err.to_string().contains("server.routes[0].keys"), "{err}");
+    let short = both
+        .replace("key = \"ip\"\n", "")
+        .replace("keys = [\"ip\"]", "keys = [\"ip\", \"global\"]");
+    let err = Config::from_toml_str(&short).unwrap_err();
+    assert!(err.to_string().contains("one key per limiter (1)"), "{err}");
 
     let empty = Config::from_toml_str("").unwrap();
     assert!(InboundLimits::from_config(&empty, &Stores::new(&empty))

@@ -791,9 +791,10 @@ fn server_rules_parse_and_reference_limiters() {
     assert_eq!(server.trusted_proxies.len(), 3);
     assert!(server.trusted_proxies[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
     assert_eq!(server.routes[0].mode, CompositeMode::MostRestrictive);
+    // One `key` applies to every limiter of the rule.
     assert_eq!(
-        server.routes[0].key,
-        RouteKey::Header("x-api-key".to_owned())
+        server.routes[0].keys,
+        vec![RouteKey::Header("x-api-key".to_owned()); 2]
     );
 
     let err = parse_err("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]");

@@ -142,7 +142,7 @@ const REDIS_STORE_KEYS: &[&str] = &[
     "ssl_ca_certs",
 ];
 const SERVER_KEYS: &[&str] = &["trusted_proxies", "routes"];
-const ROUTE_KEYS: &[&str] = &["include", "exclude", "limiters", "mode", "key"];
+const ROUTE_KEYS: &[&str] = &["include", "exclude", "limiters", "mode", "key", "keys"];
 
 /// A loaded, validated configuration.
 ///
@@ -797,29 +797,52 @@ fn read_server(
             Some("most_restrictive") => CompositeMode::MostRestrictive,
             _ => CompositeMode::AllMustPass,
         };
-        let key = match route.string("key")? {
-            None => RouteKey::ClientIp,
-            Some(k) => parse_route_key(&k).ok_or_else(|| {
-                ConfigError::invalid(
-                    route.at("key"),
-                    "\"ip\", \"peer_ip\", \"global\" or \"header:NAME\"",
-                    format!("{k:?}"),
-                )
-                .suggest_from(&k, ["ip", "peer_ip", "global"])
-            })?,
-        };
+        let keys = route_keys(&route, names.len())?;
         routes.push(RouteSettings {
             include,
             exclude,
             limiters: names,
             mode,
-            key,
+            keys,
         });
     }
     Ok(ServerSettings {
         trusted_proxies,
         routes,
     })
+}
+
+/// `key` (one for every limiter, default `"ip"`) or `keys` (one per limiter, in order).
+fn route_keys(route: &Reader<'_>, limiters: usize) -> Result<Vec<RouteKey>, ConfigError> {
+    let expected = "\"ip\", \"peer_ip\", \"global\" or \"header:NAME\"";
+    let parse = |at: String, text: &str| {
+        parse_route_key(text).ok_or_else(|| {
+            ConfigError::invalid(at, expected, format!("{text:?}"))
+                .suggest_from(text, ["ip", "peer_ip", "global"])
+        })
+    };
+    match (route.string("key")?, route.strings("keys")?) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            route.at("keys"),
+            "either `key` (one for every limiter) or `keys` (one per limiter), not both",
+            "both",
+        )),
+        (Some(key), None) => Ok(vec![parse(route.at("key"), &key)?; limiters]),
+        (None, None) => Ok(vec![RouteKey::ClientIp; limiters]),
+        (None, Some(keys)) => {
+            if keys.len() != limiters {
+                return Err(ConfigError::invalid(
+                    route.at("keys"),
+                    format!("one key per limiter ({limiters})"),
+                    format!("{} keys", keys.len()),
+                ));
+            }
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| parse(path::index(&route.at("keys"), i), k))
+                .collect()
+        }
+    }
 }
 
 fn parse_route_key(text: &str) -> Option<RouteKey> {

@@ -179,18 +179,29 @@ pub(crate) fn render(config: &Config) -> String {
                 CompositeMode::AnyMustPass => "any_must_pass",
                 CompositeMode::MostRestrictive => "most_restrictive",
             };
-            let key = match &route.key {
-                RouteKey::ClientIp => "ip".to_owned(),
-                RouteKey::PeerIp => "peer_ip".to_owned(),
-                RouteKey::Global => "global".to_owned(),
-                RouteKey::Header(h) => format!("header:{h}"),
-            };
+            let keys: Vec<String> = route
+                .keys
+                .iter()
+                .map(|key| match key {
+                    RouteKey::ClientIp => "ip".to_owned(),
+                    RouteKey::PeerIp => "peer_ip".to_owned(),
+                    RouteKey::Global => "global".to_owned(),
+                    RouteKey::Header(h) => format!("header:{h}"),
+                })
+                .collect();
             let mut s = Section { out: &mut out };
             s.kv("include", list(&route.include))
                 .kv("exclude", list(&route.exclude))
                 .kv("limiters", list(&route.limiters))
-                .kv("mode", q(mode))
-                .kv("key", q(&key));
+                .kv("mode", q(mode));
+            match keys.split_first() {
+                Some((first, rest)) if rest.iter().all(|k| k == first) => {
+                    s.kv("key", q(first));
+                }
+                _ => {
+                    s.kv("keys", list(&keys));
+                }
+            }
         }
     }
     out

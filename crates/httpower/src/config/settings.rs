@@ -722,8 +722,9 @@ pub struct RouteSettings {
     pub limiters: Vec<String>,
     /// How several limiters combine (default all must pass).
     pub mode: CompositeMode,
-    /// How the caller is identified.
-    pub key: RouteKey,
+    /// How the caller is identified, one entry per limiter in the order of `limiters`
+    /// (from `keys`, or the one `key` for every limiter).
+    pub keys: Vec<RouteKey>,
 }
 
 /// Inbound protection (`[server]`).
