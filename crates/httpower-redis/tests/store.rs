@@ -8,12 +8,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "conformance")]
 use httpower_core::clock::Nanos;
 use httpower_core::rate::{AnyAlgorithm, FixedWindow, Gcra, Quota, SlidingWindow, WindowQuota};
 use httpower_core::store::{
     Check, CompositeMode, FailMode, Limiter, SlotLimiter, Store, StoreError,
 };
-use httpower_redis::{ManualServerTime, RedisStore};
+#[cfg(feature = "conformance")]
+use httpower_redis::ManualServerTime;
+use httpower_redis::RedisStore;
 use redis::AsyncCommands;
 
 fn gcra(rate: u32, per: Duration, burst: u32) -> AnyAlgorithm {
@@ -112,6 +115,9 @@ async fn a_composite_denial_consumes_nothing_from_the_other_limiters() {
     assert!(d.decision().unwrap().retry_after > Duration::from_secs(400));
 }
 
+/// Needs the `conformance` feature (the manual server time); `scripts/test` runs with
+/// every feature.
+#[cfg(feature = "conformance")]
 #[tokio::test]
 async fn a_vanished_holder_frees_its_slot_after_the_lease() {
     let server = support::RedisServer::start();
