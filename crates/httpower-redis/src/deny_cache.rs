@@ -8,31 +8,13 @@
 //! would give into the same answer given sooner. It is bounded; when full, expired
 //! entries go first, then an arbitrary one.
 
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use httpower_core::clock::Nanos;
 use httpower_core::rate::Decision;
+use httpower_core::store::{LimiterKey as Key, LimiterKeyRef as KeyRef};
 use parking_lot::Mutex;
-
-type Key = (Box<str>, Box<str>);
-
-#[derive(Clone, Copy)]
-struct KeyRef<'a>(&'a str, &'a str);
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-        self.1.hash(state);
-    }
-}
-
-impl Equivalent<Key> for KeyRef<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        *key.0 == *self.0 && *key.1 == *self.1
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -134,7 +116,7 @@ impl DenyCache {
                 return;
             }
         }
-        entries.insert((limiter.into(), key.into()), entry);
+        entries.insert(KeyRef(limiter, key).to_owned_key(), entry);
     }
 
     /// Forgets one key of `limiter`, or all of them.

@@ -1,12 +1,10 @@
 //! The in-memory store: the embedded default, no setup.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hashbrown::Equivalent;
-
+use super::key::{LimiterKey as StoreKey, LimiterKeyRef as KeyRef};
 use super::{
     deciding_index, Check, CompositeDecision, CompositeMode, LeaseId, SlotGrant, Store, StoreError,
     StoreFuture, StoreHealth,
@@ -30,29 +28,9 @@ pub struct MemoryStore {
     clock: Arc<dyn Clock>,
 }
 
-type StoreKey = (Box<str>, Box<str>);
-
-/// A `(limiter, key)` pair looked up without allocating.
-#[derive(Clone, Copy)]
-struct KeyRef<'a>(&'a str, &'a str);
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must match the hash of the owned `(Box<str>, Box<str>)` tuple.
-        self.0.hash(state);
-        self.1.hash(state);
-    }
-}
-
-impl Equivalent<StoreKey> for KeyRef<'_> {
-    fn equivalent(&self, key: &StoreKey) -> bool {
-        *key.0 == *self.0 && *key.1 == *self.1
-    }
-}
-
 impl ToOwnedKey<StoreKey> for KeyRef<'_> {
     fn to_owned_key(&self) -> StoreKey {
-        (self.0.into(), self.1.into())
+        self.to_owned_key()
     }
 }
 

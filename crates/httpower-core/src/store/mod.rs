@@ -30,6 +30,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod future;
+mod key;
 mod limiter;
 mod memory;
 mod slots;
@@ -38,6 +39,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use self::future::StoreFuture;
+pub use self::key::{LimiterKey, LimiterKeyRef};
 pub use self::limiter::{
     DecisionSource, FailMode, KeyedLimiter, Limiter, LimiterBuilder, LimiterError, Verdict,
 };
